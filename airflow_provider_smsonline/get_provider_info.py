@@ -1,0 +1,103 @@
+# What the package registers with Airflow: the hook, the connection form, operators and more.
+"""Provider info read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider-info dict Airflow reads (kebab-case keys)."""
+    from airflow_provider_smsonline import __version__
+
+    return {
+        "package-name": "airflow-provider-smsonline",
+        "name": "SMS.online",
+        "description": "Rent SMS.online virtual numbers, read their SMS, renew and release them.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "SMS.online",
+                "external-doc-url": "https://sms.online/help/api-docs/getRentNumber",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "SMS.online",
+                "python-modules": ["airflow_provider_smsonline.hooks.smsonline"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "SMS.online",
+                "python-modules": ["airflow_provider_smsonline.operators.rent"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "SMS.online",
+                "python-modules": ["airflow_provider_smsonline.sensors.rent"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "SMS.online",
+                "python-modules": ["airflow_provider_smsonline.triggers.rent"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "smsonline",
+                "hook-class-name": "airflow_provider_smsonline.hooks.smsonline.SmsOnlineHook",
+                "hook-name": "SMS.online",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema"],
+                    "relabeling": {"password": "API key", "host": "Endpoint"},
+                    "placeholders": {
+                        "host": "https://api.sms.online/stubs/handler_api.php (empty for this default)",
+                        "port": "empty for the endpoint's own port",
+                        "password": "the API key from your SMS.online profile settings",
+                    },
+                },
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Seconds to wait for each answer (connecting takes at most 10).",
+                        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1},
+                    },
+                    "verify_ssl": {
+                        "label": "Verify TLS certificates",
+                        "description": "Turn off only for a test server: the key travels in every request.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle path",
+                        "description": "A file of trusted CA certificates, for a TLS-inspecting proxy.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "proxy": {
+                        "label": "Proxy URL",
+                        "description": "http(s):// or socks5:// proxy for every request.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "server_timezone": {
+                        "label": "Server time zone",
+                        "description": "IANA zone in which the API writes dates without an offset.",
+                        "schema": {"type": ["string", "null"], "default": "UTC"},
+                    },
+                    "read_retries": {
+                        "label": "Retries of reads",
+                        "description": "Retries of non-charging calls on server or network errors. "
+                        "Charging calls are never retried.",
+                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
+                    },
+                    "max_response_bytes": {
+                        "label": "Largest answer (bytes)",
+                        "description": "Answers above this size are refused.",
+                        "schema": {"type": ["integer", "null"], "default": 1048576, "minimum": 1024},
+                    },
+                },
+            }
+        ],
+    }
