@@ -1,0 +1,62 @@
+# The front door: `make demo` and `make test` set up everything they need themselves.
+PYTHON ?= python3
+AIRFLOW_VERSION ?= 3.3.2
+OLDEST_AIRFLOW ?= 3.1.0
+OLDEST_PYTHON ?= $(shell command -v python3.10 || ls $$HOME/.pyenv/versions/3.10.*/bin/python 2>/dev/null | tail -1)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
+
+.PHONY: demo demo-ui test test-unit test-oldest lint format bench faults faults-big chromium clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: start the sandbox, run an example DAG through Airflow, print the rental from XCom
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## demo-ui: the sandbox and `airflow standalone` wired together (http://127.0.0.1:8080)
+demo-ui: $(STAMP)
+	scripts/demo_ui.sh
+
+## test: lint, type-check and run every test (unit, sandbox, real Airflow, browser, fault run)
+test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q --timeout=900
+
+## test-unit: the tests that need no Airflow process, no server and no browser
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -m "not airflow and not browser"
+
+## test-oldest: the unit tests on the oldest supported Airflow and Python
+## (Airflow 3.1.0 imports structlog.dev.Styles, which structlog 25.5 removed: hence the pin)
+test-oldest:
+	test -n "$(OLDEST_PYTHON)" || (echo "Python 3.10 not found (set OLDEST_PYTHON)"; exit 1)
+	test -x .venv-oldest/bin/python || $(OLDEST_PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/pip install --quiet "apache-airflow==$(OLDEST_AIRFLOW)" "structlog<25.5" "requests-mock>=1.11" "pytest>=8" "hypothesis>=6.100" "pytest-timeout>=2.3"
+	.venv-oldest/bin/pip install --quiet --no-deps -e .
+	.venv-oldest/bin/pytest -q -m "not airflow and not browser" -p no:cacheprovider
+
+## chromium: install Debian's chromium for the browser test when possible (root + apt-get)
+chromium:
+	@scripts/ensure_chromium.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .venv-oldest .airflow_home test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+# The README's table of bad inputs, row by row: each input gets an error naming the field and
+# what is allowed, at the moment a user would meet it (DAG parse, rendering, or the first call).
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+from airflow_provider_smsonline.operators.rent import (
+    CancelRentOperator,
+    ContinueRentOperator,
+    FinishRentOperator,
+    RentNumberOperator,
+)
+from tests.conftest import CANARY_KEY, MOCK_ENDPOINT
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def rent(**changes: Any) -> RentNumberOperator:
+    args: dict[str, Any] = {"task_id": "rent", "service": "tg", "country": 0}
+    args.update(changes)
+    return RentNumberOperator(**args)
+
+
+# (README row label, what to do, expected exception type, fragment the message must contain)
+PARSE_TIME: list[tuple[str, Callable[[], object], str]] = [
+    ('`service=""`', lambda: rent(service=""), "service must be a non-empty string"),
+    ("`service=None`", lambda: rent(service=None), "service must be a non-empty string"),
+    ("`country=-1`", lambda: rent(country=-1), "country must be a non-negative integer"),
+    ('`country="ru"`', lambda: rent(country="ru"), "country must be a non-negative integer"),
+    ("`country=True`", lambda: rent(country=True), "country must be a non-negative integer"),
+    ("`operator=5`", lambda: rent(operator=5), "operator must be a string"),
+    (
+        "`rent_time=5`",
+        lambda: rent(rent_time=5),
+        "rent_time must be one of 4, 8, 12, 24, 72, 168, 360, 720, 2160",
+    ),
+    ('`rent_time="week"`', lambda: rent(rent_time="week"), "rent_time must be one of 4, 8, 12"),
+    (
+        '`webhook_url="ftp://example.com/h"`',
+        lambda: rent(webhook_url="ftp://example.com/h"),
+        "webhook_url must be an http:// or https:// URL",
+    ),
+    (
+        '`webhook_url="http://"`',
+        lambda: rent(webhook_url="http://"),
+        "webhook_url must be an http:// or https:// URL",
+    ),
+    (
+        '`webhook_url="example.com/hook"`',
+        lambda: rent(webhook_url="example.com/hook"),
+        "webhook_url must be an http:// or https:// URL",
+    ),
+    (
+        "`ContinueRentOperator(rent_time=None)`",
+        lambda: ContinueRentOperator(task_id="c", rent_id=1, rent_time=None),
+        "rent_time is required",
+    ),
+    (
+        "`rent_id=-3`",
+        lambda: FinishRentOperator(task_id="f", rent_id=-3),
+        "rent_id must be a non-negative integer",
+    ),
+    (
+        '`rent_id="abc"`',
+        lambda: CancelRentOperator(task_id="c", rent_id="abc"),
+        "rent_id must be a non-negative integer",
+    ),
+]
+
+RENDERED: list[tuple[str, dict[str, Any], str]] = [
+    (
+        '`country="{{ params.country }}"` rendering `ru`',
+        {"country": "{{ params.country }}"},
+        "country must be a non-negative integer",
+    ),
+    (
+        '`rent_time="{{ params.hours }}"` rendering `7`',
+        {"rent_time": "{{ params.hours }}"},
+        "rent_time must be one of 4, 8, 12",
+    ),
+    (
+        '`webhook_url="{{ params.hook }}"` rendering `not a url`',
+        {"webhook_url": "{{ params.hook }}"},
+        "webhook_url must be an http:// or https:// URL",
+    ),
+]
+RENDERED_VALUES = {"country": "ru", "rent_time": "7", "webhook_url": "not a url"}
+
+CONNECTION: list[tuple[str, dict[str, Any], str]] = [
+    ("no password (API key)", {"password": ""}, "has no API key"),
+    ("host `ftp://example.com`", {"host": "ftp://example.com"}, "connection host must be empty, a host name"),
+    ("port `70000`", {"port": 70000}, "connection port must be between 1 and 65535"),
+    ('extra `timeout: "abc"`', {"extra": {"timeout": "abc"}}, "connection extra timeout must be a number"),
+    (
+        "extra `timeout: 0`",
+        {"extra": {"timeout": 0}},
+        "connection extra timeout must be a number of at least 0.1",
+    ),
+    (
+        'extra `verify_ssl: "maybe"`',
+        {"extra": {"verify_ssl": "maybe"}},
+        "connection extra verify_ssl must be true or false",
+    ),
+    (
+        'extra `server_timezone: "Mars/Base"`',
+        {"extra": {"server_timezone": "Mars/Base"}},
+        "connection extra server_timezone must be an IANA time zone",
+    ),
+    (
+        'extra `proxy: "ftp://proxy"`',
+        {"extra": {"proxy": "ftp://proxy"}},
+        "connection extra proxy must be an http(s):// or socks5:// URL",
+    ),
+    (
+        "extra `read_retries: -1`",
+        {"extra": {"read_retries": -1}},
+        "connection extra read_retries must be an integer of at least 0",
+    ),
+    (
+        "extra `max_response_bytes: 10`",
+        {"extra": {"max_response_bytes": 10}},
+        "connection extra max_response_bytes must be an integer of at least 1024",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "make", "message"), PARSE_TIME, ids=[c[0] for c in PARSE_TIME])
+def test_bad_argument_fails_at_dag_parse_naming_the_field(
+    label: str, make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.parametrize(("label", "changes", "message"), RENDERED, ids=[c[0] for c in RENDERED])
+def test_templated_value_that_renders_wrong_fails_the_task_without_retry(
+    label: str, changes: dict[str, Any], message: str
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    operator = rent(**changes)  # accepted at parse: only rendering tells
+    for field in changes:
+        setattr(operator, field, RENDERED_VALUES[field])  # what rendering produced
+    with pytest.raises(AirflowFailException, match=re.escape(message)) as failure:
+        operator.execute(context={})  # type: ignore[arg-type]
+    assert "after rendering" in str(failure.value)
+
+
+@pytest.mark.parametrize(("label", "fields", "message"), CONNECTION, ids=[c[0] for c in CONNECTION])
+def test_bad_connection_field_is_named_on_first_use(
+    label: str, fields: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn: dict[str, Any] = {"conn_type": "smsonline", "host": MOCK_ENDPOINT, "password": CANARY_KEY}
+    conn.update(fields)
+    monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_BAD", json.dumps(conn))
+    hook = SmsOnlineHook("smsonline_bad")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        hook.get_balance()
+    ok, shown = hook.test_connection()
+    assert not ok and message in shown
+
+
+def test_bad_connection_fails_the_operator_without_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    conn = {"conn_type": "smsonline", "host": "ftp://example.com", "password": CANARY_KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_BAD", json.dumps(conn))
+    operator = FinishRentOperator(task_id="finish", rent_id=1, smsonline_conn_id="smsonline_bad")
+    with pytest.raises(AirflowFailException, match="connection host must be"):
+        operator.execute(context={})  # type: ignore[arg-type]
+
+
+def test_readme_lists_every_bad_input() -> None:
+    readme = README.read_text()
+    labels = [c[0] for c in PARSE_TIME] + [c[0] for c in RENDERED] + [c[0] for c in CONNECTION]
+    missing = [label for label in labels if label not in readme]
+    assert not missing, f"README's bad-input table lacks rows for: {missing}"

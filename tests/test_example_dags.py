@@ -1,0 +1,138 @@
+# Every example DAG, run for real by `airflow dags test` against the sandbox, read back from
+# Airflow's metadata DB and checked against the sandbox's own books.
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_smsonline.sandbox import Sandbox
+from airflow_provider_smsonline.testing import LocalAirflow
+from tests.conftest import CANARY_KEY, assert_no_key
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(host="127.0.0.1", port=0, api_key=CANARY_KEY) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox) -> LocalAirflow:
+    local = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"), dags_folder=EXAMPLES)
+    local.use_sandbox(sandbox)
+    local.migrate()
+    return local
+
+
+def _charges_of(sandbox: Sandbox, rent_id: int) -> list[dict]:
+    return [c for c in sandbox.state()["charges"] if int(c["rental_id"]) == rent_id]
+
+
+def _rental(sandbox: Sandbox, rent_id: int) -> dict:
+    return next(r for r in sandbox.state()["rentals"] if int(r["id"]) == rent_id)
+
+
+def test_manual_rental_pushes_id_number_and_end_date_to_xcom(airflow: LocalAirflow, sandbox: Sandbox) -> None:
+    run = airflow.dags_test("smsonline_rent_manual", conf={"service": "tg", "country": 0, "rent_time": 24})
+
+    assert run.state == "success", run.output[-3000:]
+    rent = run.task("rent")
+    rental = _rental(sandbox, rent.xcoms["id"])
+    assert rent.xcoms["number"] == rental["number"]
+    assert rent.xcoms["return_value"] == {k: rent.xcoms[k] for k in ("id", "number", "end_date")}
+    assert rental["rent_time"] == 24 and rental["service"] == "tg"
+    assert len(_charges_of(sandbox, rent.xcoms["id"])) == 1
+    assert run.xcom("use_number") == rent.xcoms["number"]
+
+
+def test_weekly_rental_rents_for_168_hours_once(airflow: LocalAirflow, sandbox: Sandbox) -> None:
+    run = airflow.dags_test("smsonline_rent_weekly")
+
+    assert run.state == "success", run.output[-3000:]
+    rent_id = run.xcom("rent", "id")
+    assert _rental(sandbox, rent_id)["rent_time"] == 168
+    assert len(_charges_of(sandbox, rent_id)) == 1
+
+
+def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
+    airflow: LocalAirflow, sandbox: Sandbox
+) -> None:
+    known = {int(r["id"]) for r in sandbox.state()["rentals"]}
+    delivered: list[int] = []
+
+    def deliver_when_rented() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not delivered:
+            new = [int(r["id"]) for r in sandbox.state()["rentals"] if int(r["id"]) not in known]
+            if new:
+                time.sleep(4)  # let the sensor start waiting: only SMS after its start count
+                sandbox.deliver_sms(
+                    new[0], text="Your code is 482913. Do not share it.", phone_from="Telegram"
+                )
+                delivered.append(new[0])
+            time.sleep(0.5)
+
+    helper = threading.Thread(target=deliver_when_rented, daemon=True)
+    helper.start()
+    run = airflow.dags_test("smsonline_verification_code")
+    helper.join(timeout=5)
+
+    assert run.state == "success", run.output[-3000:]
+    assert run.xcom("wait_for_code", "code") == "482913"
+    assert run.output.count("Deferring") + run.output.count("deferr") >= 1  # it waited in the triggerer
+    rent_id = run.xcom("rent", "id")
+    assert delivered == [rent_id]
+    assert _rental(sandbox, rent_id)["status"] == "finished"
+    assert len(_charges_of(sandbox, rent_id)) == 1
+
+
+def test_keep_number_rents_first_then_renews_the_same_rental(airflow: LocalAirflow, sandbox: Sandbox) -> None:
+    first = airflow.dags_test("smsonline_keep_number")
+    assert first.state == "success", first.output[-3000:]
+    assert first.task("renew").state == "skipped"
+    kept = first.xcom("remember")
+
+    second = airflow.dags_test("smsonline_keep_number")
+    assert second.state == "success", second.output[-3000:]
+    assert second.task("rent_new").state == "skipped"
+    renewed = second.xcom("remember")
+    assert renewed["id"] == kept["id"]
+    assert renewed["end_date"] > kept["end_date"]
+    actions = [c["action"] for c in _charges_of(sandbox, kept["id"])]
+    assert actions == ["getRentNumber", "continueRentNumber"]
+
+
+def test_keep_number_rents_a_new_number_when_the_kept_one_has_ended(
+    airflow: LocalAirflow, sandbox: Sandbox
+) -> None:
+    setup = airflow.dags_test("smsonline_keep_number")
+    assert setup.state == "success", setup.output[-3000:]
+    old = setup.xcom("remember")
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+    import os
+
+    os.environ["AIRFLOW_CONN_SMSONLINE_KEEP_TEST"] = airflow.environ()["AIRFLOW_CONN_SMSONLINE_DEFAULT"]
+    try:
+        SmsOnlineHook("smsonline_keep_test").finish_rent(old["id"])
+    finally:
+        del os.environ["AIRFLOW_CONN_SMSONLINE_KEEP_TEST"]
+
+    run = airflow.dags_test("smsonline_keep_number")
+    assert run.state == "success", run.output[-3000:]
+    assert run.task("renew").state == "skipped"
+    assert run.xcom("remember")["id"] != old["id"]
+
+
+def test_no_example_run_leaks_the_api_key(airflow: LocalAirflow) -> None:
+    for log in airflow.home.rglob("*.log"):
+        assert_no_key(log.read_bytes())
+    assert_no_key((airflow.home / "airflow.db").read_bytes())
