@@ -116,9 +116,9 @@ def test_keep_number_rents_a_new_number_when_the_kept_one_has_ended(
     setup = airflow.dags_test("smsonline_keep_number")
     assert setup.state == "success", setup.output[-3000:]
     old = setup.xcom("remember")
-    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-
     import os
+
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
     os.environ["AIRFLOW_CONN_SMSONLINE_KEEP_TEST"] = airflow.environ()["AIRFLOW_CONN_SMSONLINE_DEFAULT"]
     try:
