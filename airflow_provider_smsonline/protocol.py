@@ -2,7 +2,8 @@
 # No I/O happens here: the sync hook, the async trigger and the sandbox server all share it.
 """The SMS.online ``handler_api.php`` protocol, free of I/O.
 
-* ``validate_*`` check arguments and raise ``ValueError`` naming the field and what is allowed.
+* ``validate_*`` (from :mod:`~airflow_provider_smsonline.validation`, re-exported) check
+  arguments and raise ``ValueError`` naming the field and what is allowed.
 * ``*_params`` build an action's query parameters (the API key is added by the caller).
 * ``parse_*`` turn an HTTP status and body into a typed result or a typed
   :class:`~airflow_provider_smsonline.exceptions.SmsOnlineError`; they never raise anything else.
@@ -19,7 +20,6 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow_provider_smsonline.exceptions import (
     AccountError,
@@ -34,12 +34,21 @@ from airflow_provider_smsonline.exceptions import (
     SmsOnlineError,
     UnknownCodeError,
 )
+from airflow_provider_smsonline.validation import (
+    RENT_TIMES,
+    as_int,
+    non_negative_int,
+    validate_country,
+    validate_operator,
+    validate_rent_id,
+    validate_rent_time,
+    validate_service,
+    validate_webhook_url,
+)
 
 DEFAULT_ENDPOINT = "https://api.sms.online/stubs/handler_api.php"
 ENDPOINT_PATH = "/stubs/handler_api.php"
 
-#: Rental periods in hours that getRentNumber and continueRentNumber accept.
-RENT_TIMES: tuple[int, ...] = (4, 8, 12, 24, 72, 168, 360, 720, 2160)
 
 GET_BALANCE = "getBalance"
 GET_RENT_NUMBER = "getRentNumber"
@@ -191,89 +200,6 @@ class WebhookSms:
     sms: Sms
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def validate_service(service: object) -> str:
-    """Return ``service`` stripped, or raise ``ValueError`` if it is not a non-empty string."""
-    if not isinstance(service, str) or not service.strip():
-        raise ValueError(f"service must be a non-empty string (a service code such as 'tg'), got {service!r}")
-    return service.strip()
-
-
-def validate_country(country: object) -> int:
-    """Return ``country`` as an int, or raise ``ValueError`` unless it is a non-negative integer."""
-    return _non_negative_int("country", country, "a country id such as 0")
-
-
-def validate_rent_id(rent_id: object) -> int:
-    """Return ``rent_id`` as an int, or raise ``ValueError`` unless it is a non-negative integer."""
-    return _non_negative_int("rent_id", rent_id, "the id a rental returned")
-
-
-def validate_operator(operator: object) -> str | None:
-    """Return ``operator`` stripped (``None`` or empty means any), or raise ``ValueError``."""
-    if operator is None:
-        return None
-    if not isinstance(operator, str):
-        raise ValueError(f"operator must be a string (an operator code) or None, got {operator!r}")
-    return operator.strip() or None
-
-
-def validate_rent_time(rent_time: object, *, optional: bool = True) -> int | None:
-    """Return ``rent_time`` as an int of :data:`RENT_TIMES`, or raise ``ValueError``."""
-    if rent_time is None or (isinstance(rent_time, str) and not rent_time.strip()):
-        if optional:
-            return None
-        raise ValueError(f"rent_time is required: one of {', '.join(map(str, RENT_TIMES))} (hours)")
-    try:
-        value = _as_int(rent_time)
-    except ValueError:
-        value = None
-    if value not in RENT_TIMES:
-        raise ValueError(
-            f"rent_time must be one of {', '.join(map(str, RENT_TIMES))} (hours), got {rent_time!r}"
-        )
-    return value
-
-
-def validate_webhook_url(url: object) -> str | None:
-    """Return ``url`` (``None`` or empty means no webhook), or raise ``ValueError`` unless http(s)."""
-    if url is None or (isinstance(url, str) and not url.strip()):
-        return None
-    if not isinstance(url, str):
-        raise ValueError(f"webhook_url must be an http:// or https:// URL, got {url!r}")
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid or any(c.isspace() for c in url):
-        raise ValueError(f"webhook_url must be an http:// or https:// URL with a host, got {url!r}")
-    return url
-
-
-def _as_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError("bool")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        return int(value)
-    raise ValueError("not an integer")
-
-
-def _non_negative_int(name: str, value: object, example: str) -> int:
-    try:
-        number = _as_int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ValueError(f"{name} must be a non-negative integer ({example}), got {value!r}")
-    return number
-
-
 # ----------------------------------------------------------------------------- parameters
 
 
@@ -309,8 +235,8 @@ def get_rent_number_params(
 
 def get_rent_status_params(rent_id: int, page: int = 0, size: int = 10) -> dict[str, str]:
     """Parameters of getRentStatus (``page`` 0 is the newest)."""
-    page = _non_negative_int("page", page, "0 is the newest page")
-    size = _non_negative_int("size", size, "SMS per page, at least 1")
+    page = non_negative_int("page", page, "0 is the newest page")
+    size = non_negative_int("size", size, "SMS per page, at least 1")
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size!r}")
     return {
@@ -500,7 +426,7 @@ def parse_rental(status: int, body: bytes | str, tz: tzinfo = timezone.utc) -> R
     if not isinstance(phone, dict):
         raise _bad_response(status, "no 'phone' object in the answer")
     try:
-        rent_id = _as_int(phone.get("id"))
+        rent_id = as_int(phone.get("id"))
         end_date = parse_datetime(phone.get("endDate"), tz)
     except ValueError as exc:
         raise _bad_response(status, f"an unreadable rental ({exc})") from None
@@ -518,7 +444,7 @@ def rental_id_in(body: bytes | str) -> int | None:
     """The rental id in a getRentNumber answer that failed to parse whole, if one can be read."""
     try:
         payload = json.loads(_decode(body))
-        return _as_int(payload["phone"]["id"])
+        return as_int(payload["phone"]["id"])
     except Exception:
         return None
 
@@ -588,9 +514,9 @@ def parse_rent_list(status: int, body: bytes | str) -> list[RentListEntry]:
         if not isinstance(item, dict):
             raise _bad_response(status, "a rental that is not an object")
         try:
-            rent_id = _as_int(item.get("id"))
+            rent_id = as_int(item.get("id"))
             price = Decimal(str(item["price"])) if item.get("price") is not None else None
-            hours = _as_int(item["hours"]) if item.get("hours") is not None else None
+            hours = as_int(item["hours"]) if item.get("hours") is not None else None
         except (ValueError, InvalidOperation):
             raise _bad_response(status, "a rental with an unreadable id, price or hours") from None
         extra = {k: v for k, v in item.items() if k not in ("id", "phone", "price", "hours")}
@@ -631,10 +557,10 @@ def parse_rent_prices(status: int, body: bytes | str) -> list[RentPrice]:
                     raise ValueError("entry")
                 prices.append(
                     RentPrice(
-                        country=_as_int(country),
+                        country=as_int(country),
                         service=str(service),
                         cost=Decimal(str(entry.get("cost"))),
-                        count=_as_int(entry.get("count", 0)),
+                        count=as_int(entry.get("count", 0)),
                     )
                 )
     except (ValueError, InvalidOperation):
@@ -648,7 +574,7 @@ def parse_webhook(body: bytes | str, tz: tzinfo = timezone.utc) -> WebhookSms:
         payload = json.loads(_decode(body))
         sms = payload["sms"]
         return WebhookSms(
-            rent_id=_as_int(payload["rentId"]),
+            rent_id=as_int(payload["rentId"]),
             sms=Sms(
                 phone_from=str(sms.get("phoneFrom") or ""),
                 text=str(sms.get("text") or ""),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline import validation
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -205,11 +205,11 @@ class RentNumberOperator(_ChargingOperator):
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
         return {
-            "service": (protocol.validate_service, self.service),
-            "country": (protocol.validate_country, self.country),
-            "operator": (protocol.validate_operator, self.operator),
-            "rent_time": (protocol.validate_rent_time, self.rent_time),
-            "webhook_url": (protocol.validate_webhook_url, self.webhook_url),
+            "service": (validation.validate_service, self.service),
+            "country": (validation.validate_country, self.country),
+            "operator": (validation.validate_operator, self.operator),
+            "rent_time": (validation.validate_rent_time, self.rent_time),
+            "webhook_url": (validation.validate_webhook_url, self.webhook_url),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -242,8 +242,8 @@ class ContinueRentOperator(_ChargingOperator):
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
         return {
-            "rent_id": (protocol.validate_rent_id, self.rent_id),
-            "rent_time": (lambda v: protocol.validate_rent_time(v, optional=False), self.rent_time),
+            "rent_id": (validation.validate_rent_id, self.rent_id),
+            "rent_time": (lambda v: validation.validate_rent_time(v, optional=False), self.rent_time),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -274,7 +274,7 @@ class FinishRentOperator(_SmsOnlineOperator):
         check_fields(self._validators(), rendered=False)
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
-        return {"rent_id": (protocol.validate_rent_id, self.rent_id)}
+        return {"rent_id": (validation.validate_rent_id, self.rent_id)}
 
     def execute(self, context: Context) -> None:
         rent_id = self._rendered()["rent_id"]

@@ -1,0 +1,94 @@
+# Argument checks shared by the operators (at DAG parse), the protocol builders and the sandbox.
+# Kept apart from protocol.py and light to import: DAG files pay for every import.
+"""Validation of SMS.online arguments: each check returns the clean value or raises a
+``ValueError`` that names the field and what is allowed."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+#: Rental periods in hours that getRentNumber and continueRentNumber accept.
+RENT_TIMES: tuple[int, ...] = (4, 8, 12, 24, 72, 168, 360, 720, 2160)
+
+
+def validate_service(service: object) -> str:
+    """Return ``service`` stripped, or raise ``ValueError`` if it is not a non-empty string."""
+    if not isinstance(service, str) or not service.strip():
+        raise ValueError(f"service must be a non-empty string (a service code such as 'tg'), got {service!r}")
+    return service.strip()
+
+
+def validate_country(country: object) -> int:
+    """Return ``country`` as an int, or raise ``ValueError`` unless it is a non-negative integer."""
+    return non_negative_int("country", country, "a country id such as 0")
+
+
+def validate_rent_id(rent_id: object) -> int:
+    """Return ``rent_id`` as an int, or raise ``ValueError`` unless it is a non-negative integer."""
+    return non_negative_int("rent_id", rent_id, "the id a rental returned")
+
+
+def validate_operator(operator: object) -> str | None:
+    """Return ``operator`` stripped (``None`` or empty means any), or raise ``ValueError``."""
+    if operator is None:
+        return None
+    if not isinstance(operator, str):
+        raise ValueError(f"operator must be a string (an operator code) or None, got {operator!r}")
+    return operator.strip() or None
+
+
+def validate_rent_time(rent_time: object, *, optional: bool = True) -> int | None:
+    """Return ``rent_time`` as an int of :data:`RENT_TIMES`, or raise ``ValueError``."""
+    if rent_time is None or (isinstance(rent_time, str) and not rent_time.strip()):
+        if optional:
+            return None
+        raise ValueError(f"rent_time is required: one of {', '.join(map(str, RENT_TIMES))} (hours)")
+    try:
+        value = as_int(rent_time)
+    except ValueError:
+        value = None
+    if value not in RENT_TIMES:
+        raise ValueError(
+            f"rent_time must be one of {', '.join(map(str, RENT_TIMES))} (hours), got {rent_time!r}"
+        )
+    return value
+
+
+def validate_webhook_url(url: object) -> str | None:
+    """Return ``url`` (``None`` or empty means no webhook), or raise ``ValueError`` unless http(s)."""
+    if url is None or (isinstance(url, str) and not url.strip()):
+        return None
+    if not isinstance(url, str):
+        raise ValueError(f"webhook_url must be an http:// or https:// URL, got {url!r}")
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid or any(c.isspace() for c in url):
+        raise ValueError(f"webhook_url must be an http:// or https:// URL with a host, got {url!r}")
+    return url
+
+
+def as_int(value: object) -> int:
+    """``value`` as an int if it is an int or a string of digits (not a bool); else ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError("bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    raise ValueError("not an integer")
+
+
+def non_negative_int(name: str, value: object, example: str) -> int:
+    """``value`` as a non-negative int, or a ``ValueError`` naming ``name`` with an ``example``."""
+    try:
+        number = as_int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError(f"{name} must be a non-negative integer ({example}), got {value!r}")
+    return number
