@@ -1,0 +1,43 @@
+# The sandbox package: a local SMS.online look-alike for tests, demos, benchmarks and DAG development.
+# Standard library only: importing it loads neither Airflow nor requests.
+"""A local SMS.online look-alike that speaks the same ``handler_api.php`` protocol.
+
+In process::
+
+    from airflow_provider_smsonline.sandbox import Sandbox
+
+    with Sandbox(port=0, api_key="sandbox") as sandbox:
+        print(sandbox.url)   # point an SMS.online connection's host here
+
+From a shell: ``python -m airflow_provider_smsonline.sandbox --port 8765 --api-key sandbox``.
+
+Control API (JSON, no API key, loopback clients only): ``GET /sandbox/state``,
+``GET /sandbox/catalogue``, ``POST /sandbox/rentals/<id>/sms``, ``GET|POST|DELETE /sandbox/faults``,
+``POST /sandbox/reset``, ``GET|POST /sandbox/clock``.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_smsonline.sandbox.server import Sandbox, deliver_sms, is_loopback_host
+from airflow_provider_smsonline.sandbox.state import (
+    COUNTRIES,
+    FAULT_MODES,
+    SERVICES,
+    Fault,
+    SandboxError,
+    SandboxState,
+    price_of,
+)
+
+__all__ = [
+    "COUNTRIES",
+    "FAULT_MODES",
+    "SERVICES",
+    "Fault",
+    "Sandbox",
+    "SandboxError",
+    "SandboxState",
+    "deliver_sms",
+    "is_loopback_host",
+    "price_of",
+]

@@ -1,0 +1,925 @@
+# The sandbox as a specification: every action's answer shape (read back through the client's own
+# parse functions), every protocol error, the control API, each fault mode, webhooks and the CLI.
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline.exceptions import (
+    AccountError,
+    CancelNotAllowedError,
+    InvalidRequestError,
+    NoNumbersError,
+    RentalExpiredError,
+    RentalNotFoundError,
+    ServerError,
+)
+from airflow_provider_smsonline.sandbox import Sandbox, SandboxError, price_of
+from tests.conftest import CANARY_KEY, assert_no_key
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_OFFSET_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(
+        host="127.0.0.1", port=0, api_key=CANARY_KEY, balance=Decimal("1000"), stock=50, seed=0
+    ) as sb:
+        yield sb
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        s.trust_env = False  # loopback only: no proxy from the environment
+        yield s
+
+
+class Api:
+    """Calls the sandbox's handler_api.php with the canary key, by GET (default) or form POST."""
+
+    def __init__(self, sandbox: Sandbox, session: requests.Session) -> None:
+        self.sandbox = sandbox
+        self.session = session
+
+    def get(self, **params: Any) -> tuple[int, bytes]:
+        params.setdefault("api_key", CANARY_KEY)
+        response = self.session.get(self.sandbox.url, params=params, timeout=5)
+        return response.status_code, response.content
+
+    def post(self, **params: Any) -> tuple[int, bytes]:
+        params.setdefault("api_key", CANARY_KEY)
+        response = self.session.post(self.sandbox.url, data=params, timeout=5)
+        return response.status_code, response.content
+
+    def rent(self, **params: Any) -> protocol.Rental:
+        return protocol.parse_rental(
+            *self.get(**{"action": "getRentNumber", "service": "tg", "country": 0, **params})
+        )
+
+
+@pytest.fixture
+def api(sandbox: Sandbox, session: requests.Session) -> Api:
+    return Api(sandbox, session)
+
+
+def control(sandbox: Sandbox, method: str, path: str, body: Any = None) -> requests.Response:
+    return requests.request(method, sandbox.base_url + path, json=body, timeout=5)
+
+
+def error_code(status: int, body: bytes, parse: Any = protocol.parse_rental) -> str:
+    with pytest.raises(Exception) as caught:
+        parse(status, body)
+    return caught.value.code
+
+
+# ----------------------------------------------------------------------------- the package
+
+
+def test_importing_the_sandbox_loads_neither_airflow_nor_requests() -> None:
+    code = (
+        "import sys, airflow_provider_smsonline.sandbox\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('airflow', 'requests')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)
+
+
+def test_sandbox_exposes_url_base_url_host_port_and_api_key(sandbox: Sandbox) -> None:
+    assert sandbox.port > 0
+    assert sandbox.base_url == f"http://127.0.0.1:{sandbox.port}"
+    assert sandbox.url == f"http://127.0.0.1:{sandbox.port}/stubs/handler_api.php"
+    assert (sandbox.host, sandbox.api_key) == ("127.0.0.1", CANARY_KEY)
+    assert CANARY_KEY not in repr(sandbox)
+
+
+def test_sandbox_refuses_a_non_loopback_host_unless_allowed() -> None:
+    with pytest.raises(ValueError, match="not a loopback address"):
+        Sandbox(host="0.0.0.0")
+    Sandbox(host="0.0.0.0", allow_remote=True)  # constructing binds nothing
+
+
+def test_stop_ends_idle_keep_alive_connections_and_frees_the_port() -> None:
+    sb = Sandbox(port=0).start()
+    connection = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    connection.request("GET", "/stubs/handler_api.php?action=getBalance&api_key=sandbox")
+    connection.getresponse().read()
+    started = time.monotonic()
+    sb.stop()
+    assert time.monotonic() - started < 2
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", sb.port), timeout=1)
+    sb.stop()  # twice is fine
+
+
+# ----------------------------------------------------------------------------- success shapes
+
+
+def test_get_balance_answers_access_balance_in_plain_text(api: Api) -> None:
+    status, body = api.get(action="getBalance")
+    assert (status, body) == (200, b"ACCESS_BALANCE:1000.00")
+    assert protocol.parse_balance(status, body) == Decimal("1000.00")
+
+
+def test_form_encoded_post_is_answered_like_get(api: Api) -> None:
+    assert api.post(action="getBalance") == api.get(action="getBalance")
+    rental = protocol.parse_rental(*api.post(action="getRentNumber", service="wa", country="1"))
+    assert rental.number.startswith("380")
+
+
+def test_get_rent_number_answers_the_documented_shape(api: Api) -> None:
+    status, body = api.get(action="getRentNumber", service="tg", country=0, rent_time=24)
+    payload = json.loads(body)
+    assert payload["status"] == "success"
+    assert {"id", "endDate", "number"} <= set(payload["phone"])
+    assert isinstance(payload["phone"]["id"], int)
+    assert NO_OFFSET_DATE.match(payload["phone"]["endDate"])
+    rental = protocol.parse_rental(status, body)
+    assert rental.number.startswith("7") and rental.number.isdigit()
+    assert rental.extra["cost"] == str(price_of("tg", 0, 24))
+
+
+def test_get_rent_number_charges_the_price_and_records_the_rental(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent(rent_time=168, operator="mts", url="http://127.0.0.1:9/hook")
+    state = sandbox.state()
+    price = price_of("tg", 0, 168)
+    assert Decimal(state["balance"]) == Decimal("1000") - price
+    assert state["charges"] == [
+        {
+            "rental_id": rental.id,
+            "action": "getRentNumber",
+            "amount": str(price),
+            "hours": 168,
+            "refunded": False,
+            "at": state["charges"][0]["at"],
+        }
+    ]
+    (record,) = state["rentals"]
+    assert record["id"] == rental.id and record["number"] == rental.number
+    assert (record["service"], record["country"], record["operator"]) == ("tg", 0, "mts")
+    assert (record["rent_time"], record["status"], record["url"]) == (
+        168,
+        "active",
+        "http://127.0.0.1:9/hook",
+    )
+
+
+def test_rent_time_defaults_to_4_hours(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    (record,) = sandbox.state()["rentals"]
+    assert record["rent_time"] == 4
+    created = protocol.parse_datetime(record["created"])
+    assert rental.end_date - created == timedelta(hours=4)
+
+
+def test_rental_ids_increase_from_1000(api: Api) -> None:
+    assert [api.rent().id for _ in range(3)] == [1000, 1001, 1002]
+
+
+def test_get_rent_status_without_sms_answers_status_wait_code(api: Api) -> None:
+    rental = api.rent()
+    status, body = api.get(action="getRentStatus", id=rental.id)
+    assert json.loads(body) == {"status": "error", "message": "STATUS_WAIT_CODE"}
+    assert protocol.parse_rent_status(status, body) == []
+
+
+def test_get_rent_status_lists_sms_newest_first_keyed_by_index(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    sandbox.deliver_sms(rental.id, text="first 111", phone_from="Telegram")
+    sandbox.deliver_sms(rental.id, text="second 222", phone_from="Telegram")
+    status, body = api.get(action="getRentStatus", id=rental.id)
+    payload = json.loads(body)
+    assert payload["status"] == "success" and payload["quantity"] == "2"
+    assert list(payload["values"]) == ["0", "1"]
+    assert set(payload["values"]["0"]) == {"phoneFrom", "text", "service", "date"}
+    messages = protocol.parse_rent_status(status, body)
+    assert [m.text for m in messages] == ["second 222", "first 111"]
+    assert messages[0].phone_from == "Telegram" and messages[0].service == "tg"
+
+
+def test_get_rent_status_honours_page_and_size(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    for n in range(5):
+        sandbox.deliver_sms(rental.id, text=f"sms {n}")
+    pages = [
+        [
+            m.text
+            for m in protocol.parse_rent_status(
+                *api.get(action="getRentStatus", id=rental.id, page=p, size=2)
+            )
+        ]
+        for p in range(4)
+    ]
+    assert pages == [["sms 4", "sms 3"], ["sms 2", "sms 1"], ["sms 0"], []]
+    assert json.loads(api.get(action="getRentStatus", id=rental.id, page=2, size=2)[1])["quantity"] == "5"
+
+
+def test_finish_answers_success_and_marks_the_rental_finished(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    status, body = api.get(action="setRentStatus", id=rental.id, status=1)
+    assert json.loads(body) == {"status": "success"}
+    protocol.parse_set_rent_status(status, body, protocol.RENT_STATUS_FINISH)
+    assert sandbox.state()["rentals"][0]["status"] == "finished"
+
+
+def test_cancel_within_the_window_refunds_the_charge(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    sandbox.advance_clock(19 * 60)
+    _, body = api.get(action="setRentStatus", id=rental.id, status=2)
+    assert json.loads(body) == {"status": "success"}
+    state = sandbox.state()
+    assert state["balance"] == "1000.00"
+    assert state["charges"][0]["refunded"] is True
+    assert state["rentals"][0]["status"] == "cancelled"
+
+
+def test_get_rent_list_lists_active_rentals_with_string_fields_and_end_date(api: Api) -> None:
+    rented = api.rent(rent_time=8)
+    status, body = api.get(action="getRentList")
+    (item,) = json.loads(body)["values"]
+    assert {k: item[k] for k in ("id", "phone", "price", "hours")} == {
+        "id": str(rented.id),
+        "phone": rented.number,
+        "price": str(price_of("tg", 0, 8)),
+        "hours": "8",
+    }
+    assert NO_OFFSET_DATE.match(item["endDate"])
+    (entry,) = protocol.parse_rent_list(status, body)
+    assert (entry.id, entry.number, entry.hours) == (rented.id, rented.number, 8)
+    assert protocol.parse_datetime(entry.extra["endDate"]) == rented.end_date
+
+
+def test_get_rent_list_leaves_out_ended_rentals(api: Api) -> None:
+    kept, finished = api.rent(), api.rent()
+    api.get(action="setRentStatus", id=finished.id, status=1)
+    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList"))] == [kept.id]
+
+
+def test_get_rent_list_without_rentals_answers_no_numbers(api: Api) -> None:
+    status, body = api.get(action="getRentList")
+    assert json.loads(body) == {"status": "error", "message": "NO_NUMBERS"}
+    assert protocol.parse_rent_list(status, body) == []
+
+
+def test_continue_rent_number_extends_the_end_date_and_charges_again(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    renewed = protocol.parse_rental(*api.get(action="continueRentNumber", id=rental.id, rent_time=24))
+    assert renewed.id == rental.id and renewed.number == rental.number
+    assert renewed.end_date - rental.end_date == timedelta(hours=24)
+    charges = sandbox.state()["charges"]
+    assert [(c["action"], c["amount"]) for c in charges] == [
+        ("getRentNumber", str(price_of("tg", 0, 4))),
+        ("continueRentNumber", str(price_of("tg", 0, 24))),
+    ]
+
+
+def test_get_continue_rent_price_is_what_continue_charges(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    status, body = api.get(action="getContinueRentPrice", id=rental.id, rent_time=72)
+    assert json.loads(body) == {"status": "success", "price": str(price_of("tg", 0, 72))}
+    price = protocol.parse_price(status, body)
+    before = Decimal(sandbox.state()["balance"])
+    api.get(action="continueRentNumber", id=rental.id, rent_time=72)
+    assert before - Decimal(sandbox.state()["balance"]) == price
+
+
+def test_get_rent_prices_gives_cost_and_stock_per_service(api: Api) -> None:
+    api.rent()
+    status, body = api.get(action="getRentPrices", country=0)
+    assert set(json.loads(body)["values"]) == {"0"}
+    prices = {p.service: p for p in protocol.parse_rent_prices(status, body)}
+    assert {"tg", "wa", "go", "ot"} <= set(prices)
+    assert (prices["tg"].cost, prices["tg"].count) == (price_of("tg", 0, 4), 49)
+    assert prices["wa"].count == 50
+
+
+def test_price_grows_with_hours() -> None:
+    for service in ("tg", "wa", "go", "ot"):
+        prices = [price_of(service, 0, hours) for hours in protocol.RENT_TIMES]
+        assert prices == sorted(set(prices))
+
+
+def test_rental_expires_when_its_end_date_passes(api: Api, sandbox: Sandbox) -> None:
+    api.rent()
+    sandbox.advance_clock(4 * 3600)
+    assert sandbox.state()["rentals"][0]["status"] == "expired"
+    assert protocol.parse_rent_list(*api.get(action="getRentList")) == []
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "key", ["wrong", "", CANARY_KEY + "x", None], ids=["wrong", "empty", "longer", "missing"]
+)
+def test_any_key_but_the_configured_one_answers_bad_key(sandbox: Sandbox, key: str | None) -> None:
+    params = {"action": "getBalance"} if key is None else {"action": "getBalance", "api_key": key}
+    response = requests.get(sandbox.url, params=params, timeout=5)
+    assert response.content == b"BAD_KEY"
+    with pytest.raises(AccountError) as caught:
+        protocol.parse_balance(response.status_code, response.content)
+    assert caught.value.code == "BAD_KEY"
+
+
+@pytest.mark.parametrize("action", ["getNumber", "", None], ids=["unknown", "empty", "missing"])
+def test_unknown_action_answers_bad_action(api: Api, action: str | None) -> None:
+    status, body = api.get() if action is None else api.get(action=action)
+    assert body == b"BAD_ACTION"
+    assert error_code(status, body) == "BAD_ACTION"
+
+
+@pytest.mark.parametrize("service", ["xx", "", None], ids=["unknown", "empty", "missing"])
+def test_unknown_or_missing_service_answers_bad_service(api: Api, service: str | None) -> None:
+    params: dict[str, Any] = {"action": "getRentNumber", "country": 0}
+    if service is not None:
+        params["service"] = service
+    status, body = api.get(**params)
+    with pytest.raises(InvalidRequestError) as caught:
+        protocol.parse_rental(status, body)
+    assert caught.value.code == "BAD_SERVICE"
+
+
+@pytest.mark.parametrize(
+    "country", ["999", "ru", "-1", "", None], ids=["unknown", "ru", "-1", "empty", "missing"]
+)
+def test_unknown_or_bad_country_answers_bad_country(api: Api, country: str | None) -> None:
+    params: dict[str, Any] = {"action": "getRentNumber", "service": "tg"}
+    if country is not None:
+        params["country"] = country
+    assert error_code(*api.get(**params)) == "BAD_COUNTRY"
+
+
+def test_get_rent_prices_of_an_unknown_country_answers_bad_country(api: Api) -> None:
+    assert (
+        error_code(*api.get(action="getRentPrices", country=5), protocol.parse_rent_prices) == "BAD_COUNTRY"
+    )
+
+
+def test_unknown_operator_answers_bad_operator(api: Api) -> None:
+    assert error_code(*api.get(action="getRentNumber", service="tg", country=0, operator="kyivstar")) == (
+        "BAD_OPERATOR"
+    )
+
+
+@pytest.mark.parametrize("rent_time", ["5", "week", "4.0"])
+def test_rent_time_not_allowed_answers_invalid_time(api: Api, rent_time: str) -> None:
+    status, body = api.get(action="getRentNumber", service="tg", country=0, rent_time=rent_time)
+    assert json.loads(body) == {"status": "error", "message": "INVALID_TIME"}
+    assert error_code(status, body) == "INVALID_TIME"
+
+
+def test_continue_without_rent_time_answers_invalid_time(api: Api) -> None:
+    rental = api.rent()
+    assert error_code(*api.get(action="continueRentNumber", id=rental.id)) == "INVALID_TIME"
+
+
+def test_balance_below_price_answers_no_balance_and_charges_nothing(api: Api, sandbox: Sandbox) -> None:
+    sandbox.reset(balance="0.10")
+    status, body = api.get(action="getRentNumber", service="tg", country=0)
+    assert body == b"NO_BALANCE"
+    assert error_code(status, body) == "NO_BALANCE"
+    assert sandbox.state()["rentals"] == [] and sandbox.state()["balance"] == "0.10"
+
+
+def test_exhausted_stock_answers_no_numbers(api: Api, sandbox: Sandbox) -> None:
+    sandbox.reset(stock=1)
+    api.rent()
+    status, body = api.get(action="getRentNumber", service="tg", country=0)
+    with pytest.raises(NoNumbersError):
+        protocol.parse_rental(status, body)
+    api.rent(country=1)  # other countries keep their own stock
+
+
+def test_cancel_returns_the_number_to_stock(api: Api, sandbox: Sandbox) -> None:
+    sandbox.reset(stock=1)
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=2)
+    assert api.rent().id == rental.id + 1
+
+
+@pytest.mark.parametrize(
+    "action, extra, parse",
+    [
+        ("getRentStatus", {}, protocol.parse_rent_status),
+        ("setRentStatus", {"status": 1}, lambda s, b: protocol.parse_set_rent_status(s, b, 1)),
+        ("continueRentNumber", {"rent_time": 4}, protocol.parse_rental),
+        ("getContinueRentPrice", {"rent_time": 4}, protocol.parse_price),
+    ],
+)
+@pytest.mark.parametrize("rent_id", ["424242", "abc", None], ids=["unknown", "abc", "missing"])
+def test_unknown_rent_id_answers_no_id_rent(
+    api: Api, action: str, extra: dict[str, Any], parse: Any, rent_id: str | None
+) -> None:
+    params = {"action": action, **extra}
+    if rent_id is not None:
+        params["id"] = rent_id
+    status, body = api.get(**params)
+    with pytest.raises(RentalNotFoundError) as caught:
+        parse(status, body)
+    assert caught.value.code == "NO_ID_RENT"
+
+
+def test_cancel_after_the_window_answers_cant_cancel(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    sandbox.advance_clock(21 * 60)
+    status, body = api.get(action="setRentStatus", id=rental.id, status=2)
+    with pytest.raises(CancelNotAllowedError):
+        protocol.parse_set_rent_status(status, body, protocol.RENT_STATUS_CANCEL)
+    assert sandbox.state()["balance"] != "1000.00"
+
+
+def test_cancel_window_is_configurable(session: requests.Session) -> None:
+    with Sandbox(port=0, api_key=CANARY_KEY, cancel_window_seconds=60) as sb:
+        api = Api(sb, session)
+        rental = api.rent()
+        sb.advance_clock(61)
+        assert error_code(*api.get(action="setRentStatus", id=rental.id, status=2)) == "CANT_CANCEL"
+
+
+def test_repeated_finish_answers_already_finish(api: Api) -> None:
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=1)
+    status, body = api.get(action="setRentStatus", id=rental.id, status=1)
+    assert json.loads(body) == {"status": "error", "message": "ALREADY_FINISH"}
+    protocol.parse_set_rent_status(status, body, protocol.RENT_STATUS_FINISH)  # the client: success
+
+
+def test_repeated_cancel_answers_already_cancel(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=2)
+    _, body = api.get(action="setRentStatus", id=rental.id, status=2)
+    assert json.loads(body) == {"status": "error", "message": "ALREADY_CANCEL"}
+    assert sandbox.state()["balance"] == "1000.00"  # refunded once only
+
+
+@pytest.mark.parametrize("value", ["3", "0", "x", "", None], ids=["3", "0", "x", "empty", "missing"])
+def test_bad_status_value_answers_incorect_status(api: Api, value: str | None) -> None:
+    rental = api.rent()
+    params: dict[str, Any] = {"action": "setRentStatus", "id": rental.id}
+    if value is not None:
+        params["status"] = value
+    status, body = api.get(**params)
+    assert json.loads(body) == {"status": "error", "message": "INCORECT_STATUS"}
+    with pytest.raises(InvalidRequestError):
+        protocol.parse_set_rent_status(status, body, protocol.RENT_STATUS_FINISH)
+
+
+def test_continue_on_an_expired_rental_answers_rent_die(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    sandbox.advance_clock(4 * 3600 + 1)
+    status, body = api.get(action="continueRentNumber", id=rental.id, rent_time=4)
+    with pytest.raises(RentalExpiredError) as caught:
+        protocol.parse_rental(status, body)
+    assert caught.value.code == "RENT_DIE"
+    assert len(sandbox.state()["charges"]) == 1
+
+
+def test_continue_on_a_finished_rental_answers_rent_die(api: Api) -> None:
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=1)
+    assert error_code(*api.get(action="continueRentNumber", id=rental.id, rent_time=4)) == "RENT_DIE"
+
+
+def test_get_rent_status_of_a_finished_rental_answers_status_finish(api: Api) -> None:
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=1)
+    status, body = api.get(action="getRentStatus", id=rental.id)
+    with pytest.raises(RentalExpiredError) as caught:
+        protocol.parse_rent_status(status, body)
+    assert caught.value.code == "STATUS_FINISH"
+
+
+def test_errors_come_both_as_plain_text_and_as_json(api: Api) -> None:
+    assert api.get(action="nope")[1] == b"BAD_ACTION"
+    assert json.loads(api.get(action="getRentList")[1])["status"] == "error"
+
+
+# Bad input of every kind: never a 500, never a traceback, always something the client can read.
+BAD_INPUTS: list[dict[str, Any]] = [
+    {"action": "getRentNumber", "service": "tg", "country": "0" * 5000},
+    {"action": "getRentNumber", "service": "t\x00g", "country": "0"},
+    {"action": "getRentNumber", "service": "тг", "country": "٣"},
+    {"action": "getRentNumber", "service": "tg", "country": "0", "operator": "%%%"},
+    {"action": "getRentNumber", "service": "tg", "country": "0", "url": "javascript:alert(1)"},
+    {"action": "getRentNumber", "service": "tg", "country": "0", "rent_time": "1e9"},
+    {"action": "getRentStatus", "id": "1000", "page": "-1", "size": "x"},
+    {"action": "getRentStatus", "id": "9" * 40},
+    {"action": "setRentStatus", "id": " ", "status": "1"},
+    {"action": "continueRentNumber", "id": "1000", "rent_time": "-4"},
+    {"action": "getRentPrices", "country": "1.5"},
+    {"action": "getBalance", "api_key": "ключ"},
+    {"action": "getBalance\r\nX-Injected: 1"},
+]
+
+
+@pytest.mark.parametrize("params", BAD_INPUTS, ids=range(len(BAD_INPUTS)))
+def test_bad_input_never_answers_500(api: Api, params: dict[str, Any]) -> None:
+    api.rent()
+    for status, body in (api.get(**params), api.post(**params)):
+        assert status < 500
+        assert b"Traceback" not in body
+        try:
+            protocol.parse_rental(status, body)
+        except Exception as exc:
+            assert exc.code != "bad_response"  # an API code, not a broken answer
+
+
+def test_malformed_http_never_answers_500(sandbox: Sandbox) -> None:
+    raw = [
+        b"GET /stubs/handler_api.php?%zz=%%&action=getBalance HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /stubs/handler_api.php HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n\xff\xfe\x00=&",
+        b"POST /stubs/handler_api.php HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"POST /sandbox/faults HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n[1]",
+        b"POST /sandbox/rentals/1/sms HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n{",
+        b"BREW /stubs/handler_api.php HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"garbage\r\n\r\n",
+    ]
+    for request in raw:
+        with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        if answer.startswith(b"HTTP/"):  # a request line too broken for a version gets a bare body
+            status = int(answer.split(b" ", 2)[1])
+            assert status < 500 or status == 501, (request, answer)  # 501: unsupported method
+        assert b"Traceback" not in answer
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def test_fault_http_500_answers_500_and_commits_nothing(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getRentNumber", mode="http_500")
+    status, body = api.get(action="getRentNumber", service="tg", country=0)
+    assert status == 500
+    with pytest.raises(ServerError):
+        protocol.parse_rental(status, body)
+    assert sandbox.state()["rentals"] == [] and sandbox.state()["balance"] == "1000.00"
+
+
+def test_fault_html_502_answers_an_html_page_and_commits_nothing(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getRentNumber", mode="html_502")
+    status, body = api.get(action="getRentNumber", service="tg", country=0)
+    assert status == 502 and body.lstrip().startswith(b"<html>")
+    assert error_code(status, body) == "bad_response"
+    assert sandbox.state()["charges"] == []
+
+
+def test_fault_garbage_answers_200_with_bytes_the_client_cannot_read(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getBalance", mode="garbage")
+    status, body = api.get(action="getBalance")
+    assert status == 200
+    with pytest.raises(ServerError) as caught:
+        protocol.parse_balance(status, body)
+    assert caught.value.code == "bad_response"
+
+
+def test_fault_slow_answers_correctly_after_the_delay(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getBalance", mode="slow", delay=0.4)
+    started = time.monotonic()
+    assert api.get(action="getBalance")[1] == b"ACCESS_BALANCE:1000.00"
+    assert time.monotonic() - started >= 0.4
+
+
+def test_fault_reset_after_commit_resets_the_connection_after_charging(sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getRentNumber", mode="reset_after_commit")
+    connection = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=5)
+    query = urlencode({"action": "getRentNumber", "service": "tg", "country": 0, "api_key": CANARY_KEY})
+    connection.request("GET", f"/stubs/handler_api.php?{query}")
+    with pytest.raises(ConnectionResetError):
+        connection.getresponse()
+    state = sandbox.state()
+    assert len(state["rentals"]) == 1 and state["rentals"][0]["status"] == "active"
+    assert len(state["charges"]) == 1 and Decimal(state["balance"]) < 1000
+
+
+def test_fault_reset_after_commit_is_a_connection_error_for_requests(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="continueRentNumber", mode="reset_after_commit")
+    rental = api.rent()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api.get(action="continueRentNumber", id=rental.id, rent_time=4)
+    assert [c["action"] for c in sandbox.state()["charges"]] == ["getRentNumber", "continueRentNumber"]
+
+
+def test_fault_timeout_after_commit_withholds_the_answer_after_charging(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getRentNumber", mode="timeout_after_commit", delay=30)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        api.session.get(
+            sandbox.url,
+            params={"action": "getRentNumber", "service": "tg", "country": 0, "api_key": CANARY_KEY},
+            timeout=(2, 0.5),
+        )
+    state = sandbox.state()
+    assert len(state["rentals"]) == 1 and len(state["charges"]) == 1
+    # the committed rental is what reconciliation finds
+    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList"))] == [
+        state["rentals"][0]["id"]
+    ]
+
+
+def test_stop_releases_connections_held_by_a_timeout_fault() -> None:
+    sb = Sandbox(port=0).start()
+    sb.inject_fault(action="getBalance", mode="timeout_after_commit", delay=60)
+    connection = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=10)
+    connection.request("GET", "/stubs/handler_api.php?action=getBalance&api_key=sandbox")
+    time.sleep(0.2)
+    started = time.monotonic()
+    sb.stop()
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        connection.getresponse()
+    assert time.monotonic() - started < 3
+
+
+def test_fault_count_limits_how_many_calls_fail(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getBalance", mode="http_500", count=2)
+    assert [api.get(action="getBalance")[0] for _ in range(3)] == [500, 500, 200]
+
+
+def test_fault_applies_to_its_action_only(api: Api, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(action="getRentNumber", mode="http_500")
+    assert api.get(action="getBalance")[0] == 200
+    assert sandbox.state()["faults"] == [
+        {"action": "getRentNumber", "mode": "http_500", "count": 1, "delay": 0.0}
+    ]
+
+
+def test_faults_are_injected_and_cleared_over_http(api: Api, sandbox: Sandbox) -> None:
+    added = control(
+        sandbox, "POST", "/sandbox/faults", {"action": "getBalance", "mode": "html_502", "count": 3}
+    )
+    assert added.status_code == 200 and added.json()["faults"][0]["count"] == 3
+    assert api.get(action="getBalance")[0] == 502
+    cleared = control(sandbox, "DELETE", "/sandbox/faults")
+    assert cleared.json() == {"faults": []}
+    assert api.get(action="getBalance")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "getBalance", "mode": "explode"},
+        {"action": "noSuchAction", "mode": "http_500"},
+        {"action": "getBalance", "mode": "slow", "count": 0},
+        {"action": "getBalance", "mode": "slow", "delay": -1},
+        {"mode": "http_500"},
+    ],
+    ids=["mode", "action", "count", "delay", "no-action"],
+)
+def test_a_bad_fault_is_refused_with_400(sandbox: Sandbox, body: dict[str, Any]) -> None:
+    response = control(sandbox, "POST", "/sandbox/faults", body)
+    assert response.status_code == 400 and "error" in response.json()
+    assert sandbox.state()["faults"] == []
+
+
+# ----------------------------------------------------------------------------- SMS and webhooks
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[bytes]
+    arrived: threading.Event
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received.append(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        type(self).arrived.set()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[tuple[str, type[_Hook]]]:
+    handler = type("Hook", (_Hook,), {"received": [], "arrived": threading.Event()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_delivered_sms_is_posted_once_to_the_rentals_webhook(
+    api: Api, sandbox: Sandbox, webhook_receiver: tuple[str, type[_Hook]]
+) -> None:
+    url, hook = webhook_receiver
+    rental = api.rent(url=url)
+    response = control(
+        sandbox,
+        "POST",
+        f"/sandbox/rentals/{rental.id}/sms",
+        {"text": "Code 482913", "phone_from": "Telegram"},
+    )
+    assert response.status_code == 200 and response.json()["webhook"] is True
+    assert hook.arrived.wait(5)
+    (body,) = hook.received
+    posted = protocol.parse_webhook(body)
+    assert (posted.rent_id, posted.sms.text, posted.sms.phone_from) == (rental.id, "Code 482913", "Telegram")
+    assert set(json.loads(body)) == {"rentId", "sms"}
+    deadline = time.monotonic() + 5
+    while sandbox.state()["webhooks"]["sent"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sandbox.state()["webhooks"]["sent"] == 1
+
+
+def test_a_failing_webhook_is_counted_and_not_retried(api: Api, sandbox: Sandbox) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again below: nothing listens there
+    rental = api.rent(url=f"http://127.0.0.1:{port}/hook")
+    sandbox.deliver_sms(rental.id, text="Code 1")
+    deadline = time.monotonic() + 5
+    while sandbox.state()["webhooks"]["failed"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    webhooks = sandbox.state()["webhooks"]
+    assert (webhooks["sent"], webhooks["failed"], webhooks["pending"]) == (0, 1, 0)
+    assert len(webhooks["deliveries"]) == 1 and webhooks["deliveries"][0]["ok"] is False
+
+
+def test_delivered_sms_is_readable_through_get_rent_status(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    control(
+        sandbox,
+        "POST",
+        f"/sandbox/rentals/{rental.id}/sms",
+        {"text": "hi", "phone_from": "X", "service": "ot"},
+    )
+    (sms,) = protocol.parse_rent_status(*api.get(action="getRentStatus", id=rental.id))
+    assert (sms.text, sms.phone_from, sms.service) == ("hi", "X", "ot")
+
+
+def test_sms_to_an_unknown_rental_is_404(sandbox: Sandbox) -> None:
+    response = control(sandbox, "POST", "/sandbox/rentals/4242/sms", {"text": "hi"})
+    assert response.status_code == 404 and "error" in response.json()
+    with pytest.raises(SandboxError) as caught:
+        sandbox.deliver_sms(4242, text="hi")
+    assert caught.value.status == 404
+
+
+def test_sms_to_a_finished_rental_is_409(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    api.get(action="setRentStatus", id=rental.id, status=1)
+    response = control(sandbox, "POST", f"/sandbox/rentals/{rental.id}/sms", {"text": "hi"})
+    assert response.status_code == 409
+
+
+def test_sms_without_text_is_400(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    assert (
+        control(sandbox, "POST", f"/sandbox/rentals/{rental.id}/sms", {"phone_from": "X"}).status_code == 400
+    )
+
+
+# ----------------------------------------------------------------------------- control API
+
+
+def test_state_endpoint_answers_what_state_returns(api: Api, sandbox: Sandbox) -> None:
+    rental = api.rent()
+    sandbox.deliver_sms(rental.id, text="x")
+    over_http = control(sandbox, "GET", "/sandbox/state").json()
+    in_process = sandbox.state()
+    assert {"balance", "rentals", "charges", "requests", "webhooks", "faults"} <= set(over_http)
+    over_http.pop("now"), in_process.pop("now")
+    assert over_http == json.loads(json.dumps(in_process))
+
+
+def test_state_rentals_carry_every_field_with_iso_dates(api: Api, sandbox: Sandbox) -> None:
+    api.rent()
+    (record,) = sandbox.state()["rentals"]
+    expected = {"id", "number", "service", "country", "operator", "rent_time", "url", "created", "end_date"}
+    assert expected | {"status", "sms", "polls"} <= set(record)
+    for key in ("created", "end_date"):
+        assert protocol.parse_datetime(record[key]).utcoffset() == timedelta(0)
+    assert isinstance(sandbox.state()["balance"], str)
+
+
+def test_requests_are_counted_per_action_and_polls_per_rental(api: Api, sandbox: Sandbox) -> None:
+    first, second = api.rent(), api.rent()
+    for _ in range(3):
+        api.get(action="getRentStatus", id=first.id)
+    api.get(action="getRentStatus", id=second.id)
+    api.get(action="getBalance")
+    state = sandbox.state()
+    assert state["requests"] == {"getRentNumber": 2, "getRentStatus": 4, "getBalance": 1}
+    assert state["requests_total"] == 7
+    assert state["polls"] == {str(first.id): 3, str(second.id): 1}
+
+
+def test_reset_forgets_rentals_charges_counters_and_faults(api: Api, sandbox: Sandbox) -> None:
+    api.rent()
+    sandbox.inject_fault(action="getBalance", mode="http_500")
+    response = control(sandbox, "POST", "/sandbox/reset", {})
+    assert response.status_code == 200
+    state = sandbox.state()
+    assert (state["rentals"], state["charges"], state["faults"], state["requests"]) == ([], [], [], {})
+    assert state["balance"] == "1000.00"
+    assert api.rent().id == 1000
+
+
+def test_clock_endpoint_moves_sandbox_time_forward(sandbox: Sandbox) -> None:
+    before = protocol.parse_datetime(control(sandbox, "GET", "/sandbox/clock").json()["now"])
+    moved = control(sandbox, "POST", "/sandbox/clock", {"advance_seconds": 3600}).json()
+    assert moved["offset_seconds"] == 3600
+    assert protocol.parse_datetime(moved["now"]) - before >= timedelta(hours=1)
+
+
+@pytest.mark.parametrize("path", ["/sandbox/nope", "/sandbox/rentals/x/sms", "/elsewhere"])
+def test_unknown_paths_answer_404_json(sandbox: Sandbox, path: str) -> None:
+    response = control(sandbox, "GET", path)
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def test_a_wrong_method_on_a_control_path_answers_405(sandbox: Sandbox) -> None:
+    assert control(sandbox, "POST", "/sandbox/state").status_code == 405
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(sandbox: Sandbox) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=5)
+    connection.connect()
+    local = connection.sock.getsockname()
+    for _ in range(5):
+        connection.request("GET", "/stubs/handler_api.php?action=getBalance&api_key=x")
+        response = connection.getresponse()
+        assert response.getheader("Content-Length") == str(len(response.read()))
+    assert connection.sock.getsockname() == local
+    connection.close()
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_smsonline.sandbox", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    return process, line
+
+
+def test_cli_prints_the_url_answers_get_balance_and_stops_on_sigterm() -> None:
+    process, url = _start_cli("--api-key", "k1", "--balance", "12.5")
+    try:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/stubs/handler_api\.php", url), url
+        response = requests.get(url, params={"action": "getBalance", "api_key": "k1"}, timeout=5)
+        assert response.content == b"ACCESS_BALANCE:12.50"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_cli_logs_requests_only_when_verbose_and_never_the_api_key() -> None:
+    process, url = _start_cli("--api-key", CANARY_KEY, "--verbose")
+    try:
+        requests.get(url, params={"action": "getBalance", "api_key": CANARY_KEY}, timeout=5)
+        with socket.create_connection(("127.0.0.1", int(url.split(":")[2].split("/")[0])), timeout=5) as s:
+            s.sendall(f"GET /x?api_key={CANARY_KEY} HTTP/1.1 junk\r\n\r\n".encode())
+            s.recv(65536)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert "/stubs/handler_api.php" in stderr
+    assert_no_key(stderr)
+
+
+def test_cli_refuses_a_non_loopback_host_without_allow_remote() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_smsonline.sandbox", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "--allow-remote" in done.stderr
