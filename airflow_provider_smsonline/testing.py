@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,56 +147,39 @@ class LocalAirflow:
         )
 
     def last_run(self, dag_id: str) -> dict[str, Any]:
-        """The newest run of ``dag_id`` as a JSON-able dict (run id, state, tasks with XComs)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow_provider_smsonline.testing", "last-run", dag_id],
-            env=self.environ(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise RuntimeError(f"reading the run of {dag_id} failed:\n{done.stdout}\n{done.stderr}")
-        return json.loads(lines[-1])
+        """The newest run of ``dag_id`` as a JSON-able dict (run id, state, tasks with XComs).
 
+        Read straight from the SQLite metadata DB: no Airflow import, no extra process.
+        """
+        import sqlite3
 
-def _last_run(dag_id: str) -> dict[str, Any]:
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
-        if run is None:
-            return {"run_id": None, "state": None, "tasks": []}
-        tis = session.query(TaskInstance).filter(
-            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
-        )
-        xcoms = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
-        values: dict[tuple[str, int], dict[str, Any]] = {}
-        for row in xcoms:
-            values.setdefault((row.task_id, row.map_index), {})[row.key] = row.value  # JSON column: decoded
-        tasks = [
-            {
-                "task_id": ti.task_id,
-                "map_index": ti.map_index,
-                "state": str(ti.state.value if hasattr(ti.state, "value") else ti.state)
-                if ti.state
-                else None,
-                "try_number": ti.try_number,
-                "xcoms": values.get((ti.task_id, ti.map_index), {}),
-            }
-            for ti in tis
-        ]
-        state = run.state.value if hasattr(run.state, "value") else run.state
-        return {"run_id": run.run_id, "state": state, "tasks": tasks}
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "last-run":
-        print(json.dumps(_last_run(sys.argv[2]), default=str))
-    else:
-        sys.exit("usage: python -m airflow_provider_smsonline.testing last-run DAG_ID")
+        with closing(sqlite3.connect(self.home / "airflow.db")) as db:
+            run = db.execute(
+                "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+            ).fetchone()
+            if run is None:
+                return {"run_id": None, "state": None, "tasks": []}
+            run_id, state = run
+            values: dict[tuple[str, int], dict[str, Any]] = {}
+            for task_id, map_index, key, value in db.execute(
+                "SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = ? AND run_id = ?",
+                (dag_id, run_id),
+            ):
+                values.setdefault((task_id, map_index), {})[key] = (
+                    json.loads(value) if isinstance(value, (str, bytes)) else value
+                )
+            tasks = [
+                {
+                    "task_id": task_id,
+                    "map_index": map_index,
+                    "state": ti_state,
+                    "try_number": try_number,
+                    "xcoms": values.get((task_id, map_index), {}),
+                }
+                for task_id, map_index, ti_state, try_number in db.execute(
+                    "SELECT task_id, map_index, state, try_number FROM task_instance "
+                    "WHERE dag_id = ? AND run_id = ?",
+                    (dag_id, run_id),
+                )
+            ]
+        return {"run_id": run_id, "state": state, "tasks": tasks}

@@ -45,3 +45,145 @@ def smsonline_conn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``smsonline_default`` pointing at MOCK_ENDPOINT with the canary key, reads not retried."""
     monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_DEFAULT", connection_env(read_retries=0))
     yield "smsonline_default"
+
+
+# ----------------------------------------------------------------------------- core test helpers
+# Used by the core's unit tests (protocol, hook, operators, ledger, secrets).
+
+
+def sent_query(request: object) -> dict[str, str]:
+    """The query parameters of a request recorded by requests-mock, case and encoding undone."""
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(request.url).query, keep_blank_values=True)  # type: ignore[attr-defined]
+    return {name: values[-1] for name, values in query.items()}
+
+
+def sent_actions(mocker: object) -> list[str]:
+    """The ``action`` of every request requests-mock saw, in order."""
+    return [sent_query(r).get("action", "") for r in mocker.request_history]  # type: ignore[attr-defined]
+
+
+def action_url(action: str, endpoint: str = MOCK_ENDPOINT) -> str:
+    """A requests-mock URL matching only requests for ``action`` on ``endpoint``."""
+    return f"{endpoint}?action={action}"
+
+
+class FakeTaskInstance:
+    """Just enough of a task instance for an operator's ``execute``: ids and ``xcom_push``."""
+
+    def __init__(
+        self, task_id: str = "rent", run_id: str = "manual__2025-01-01", map_index: int = -1
+    ) -> None:
+        self.dag_id = "smsonline_dag"
+        self.task_id = task_id
+        self.run_id = run_id
+        self.map_index = map_index
+        self.try_number = 1
+        self.xcoms: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcoms[key] = value
+
+
+@pytest.fixture
+def task_instance() -> FakeTaskInstance:
+    """A fake task instance recording XCom pushes (``.xcoms``)."""
+    return FakeTaskInstance()
+
+
+@pytest.fixture
+def memory_variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Airflow Variables of the charge ledger kept in a dict (JSON round-tripped): no DB needed."""
+    from airflow_provider_smsonline import ledger
+
+    variables: dict[str, object] = {}
+
+    def get(self: object, key: str) -> dict[str, object]:
+        return json.loads(json.dumps(variables.get(key, {})))
+
+    def set_(self: object, key: str, value: dict[str, object]) -> None:
+        variables[key] = json.loads(json.dumps(value))
+
+    monkeypatch.setattr(ledger.VariableStore, "get", get)
+    monkeypatch.setattr(ledger.VariableStore, "set", set_)
+    return variables
+
+
+class LoopbackApi:
+    """A real HTTP server on 127.0.0.1 that answers queued behaviours, one per request.
+
+    Behaviours: ``("reply", status, body)``, ``("reset",)`` (TCP RST, no answer) and
+    ``("stall", seconds)`` (no answer for that long). The last one repeats. ``paths`` records
+    every request line's target, query included.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.behaviours: list[tuple[object, ...]] = [("reply", 200, b"ACCESS_BALANCE:1.00")]
+        self.paths: list[str] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                import socket
+                import struct
+                import time
+
+                api.paths.append(self.path)
+                behaviour = api.behaviours.pop(0) if len(api.behaviours) > 1 else api.behaviours[0]
+                if behaviour[0] == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if behaviour[0] == "stall":
+                    time.sleep(float(behaviour[1]))  # type: ignore[arg-type]
+                    self.close_connection = True
+                    return
+                _, status, body = behaviour
+                payload = body if isinstance(body, bytes) else str(body).encode()
+                self.send_response(int(status))  # type: ignore[call-overload]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/stubs/handler_api.php"
+
+    def behave(self, *behaviours: tuple[object, ...]) -> None:
+        """Answer the next requests with ``behaviours`` in order (the last one repeats)."""
+        self.behaviours = list(behaviours)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback_api() -> Iterator[LoopbackApi]:
+    """A real HTTP server on loopback (see :class:`LoopbackApi`)."""
+    api = LoopbackApi()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def refused_endpoint() -> str:
+    """A loopback URL where nothing listens: connecting is refused, nothing is sent."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/stubs/handler_api.php"

@@ -94,7 +94,9 @@ def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
     assert len(_charges_of(sandbox, rent_id)) == 1
 
 
-def test_keep_number_rents_first_then_renews_the_same_rental(airflow: LocalAirflow, sandbox: Sandbox) -> None:
+def test_keep_number_rents_then_renews_then_replaces_an_ended_rental(
+    airflow: LocalAirflow, sandbox: Sandbox
+) -> None:
     first = airflow.dags_test("smsonline_keep_number")
     assert first.state == "success", first.output[-3000:]
     assert first.task("renew").state == "skipped"
@@ -109,27 +111,13 @@ def test_keep_number_rents_first_then_renews_the_same_rental(airflow: LocalAirfl
     actions = [c["action"] for c in _charges_of(sandbox, kept["id"])]
     assert actions == ["getRentNumber", "continueRentNumber"]
 
-
-def test_keep_number_rents_a_new_number_when_the_kept_one_has_ended(
-    airflow: LocalAirflow, sandbox: Sandbox
-) -> None:
-    setup = airflow.dags_test("smsonline_keep_number")
-    assert setup.state == "success", setup.output[-3000:]
-    old = setup.xcom("remember")
-    import os
-
-    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-
-    os.environ["AIRFLOW_CONN_SMSONLINE_KEEP_TEST"] = airflow.environ()["AIRFLOW_CONN_SMSONLINE_DEFAULT"]
-    try:
-        SmsOnlineHook("smsonline_keep_test").finish_rent(old["id"])
-    finally:
-        del os.environ["AIRFLOW_CONN_SMSONLINE_KEEP_TEST"]
-
-    run = airflow.dags_test("smsonline_keep_number")
-    assert run.state == "success", run.output[-3000:]
-    assert run.task("renew").state == "skipped"
-    assert run.xcom("remember")["id"] != old["id"]
+    sandbox.advance_clock(2 * 168 * 3600 + 60)  # past the renewed end date: the rental has expired
+    third = airflow.dags_test("smsonline_keep_number")
+    assert third.state == "success", third.output[-3000:]
+    assert third.task("renew").state == "skipped"
+    replaced = third.xcom("remember")
+    assert replaced["id"] != kept["id"]
+    assert len(_charges_of(sandbox, kept["id"])) == 2  # the expired rental was not charged again
 
 
 def test_no_example_run_leaks_the_api_key(airflow: LocalAirflow) -> None:
