@@ -400,22 +400,26 @@ def _success_object(status: int, body: bytes | str) -> dict[str, Any]:
     return payload
 
 
+def _money(status: int, value: object) -> Decimal:
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite():
+        raise _bad_response(status, "an amount that is not a number")
+    return amount
+
+
 def parse_balance(status: int, body: bytes | str) -> Decimal:
     """Parse getBalance: ``ACCESS_BALANCE:123.45`` → ``Decimal('123.45')``."""
     payload = _read(status, body)
     if isinstance(payload, str):
         code, _, amount = payload.partition(":")
         if code.strip() == "ACCESS_BALANCE":
-            try:
-                return Decimal(amount.strip())
-            except InvalidOperation:
-                raise _bad_response(status, "a balance that is not a number") from None
+            return _money(status, amount)
         raise _plain_error(status, payload)
     if isinstance(payload, dict) and payload.get("status") == "success" and "balance" in payload:
-        try:
-            return Decimal(str(payload["balance"]))
-        except InvalidOperation:
-            raise _bad_response(status, "a balance that is not a number") from None
+        return _money(status, payload["balance"])
     raise _bad_response(status, "no ACCESS_BALANCE in the answer")
 
 
@@ -450,8 +454,11 @@ def rental_id_in(body: bytes | str) -> int | None:
 
 
 def _index_order(key: object) -> tuple[int, str]:
+    # isdigit() admits "²" and int() refuses over 4300 digits: such keys sort last, by text.
     text = str(key)
-    return (int(text), "") if text.isdigit() else (1 << 62, text)
+    if text.isdecimal() and len(text) < 19:
+        return (int(text), "")
+    return (1 << 62, text)
 
 
 def parse_rent_status(status: int, body: bytes | str, tz: tzinfo = timezone.utc) -> list[Sms]:
@@ -582,7 +589,7 @@ def parse_webhook(body: bytes | str, tz: tzinfo = timezone.utc) -> WebhookSms:
                 date=parse_datetime(sms.get("date"), tz),
             ),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"not an SMS.online webhook payload: {type(exc).__name__}") from None
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -114,7 +115,7 @@ class LoopbackApi:
     """A real HTTP server on 127.0.0.1 that answers queued behaviours, one per request.
 
     Behaviours: ``("reply", status, body)``, ``("reset",)`` (TCP RST, no answer) and
-    ``("stall", seconds)`` (no answer for that long). The last one repeats. ``paths`` records
+    ``("stall", seconds)`` (no answer for that long) and ``("trickle", body, seconds_per_byte)``. The last one repeats. ``paths`` records
     every request line's target, query included.
     """
 
@@ -137,6 +138,20 @@ class LoopbackApi:
                 if behaviour[0] == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.connection.close()
+                    self.close_connection = True
+                    return
+                if behaviour[0] == "trickle":  # ("trickle", body, seconds per byte)
+                    payload = bytes(behaviour[1])  # type: ignore[call-overload]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    try:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(float(behaviour[2]))  # type: ignore[arg-type]
+                    except OSError:
+                        pass  # the client gave up, as it should
                     self.close_connection = True
                     return
                 if behaviour[0] == "stall":
@@ -187,3 +202,8 @@ def refused_endpoint() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/stubs/handler_api.php"
+
+
+def task_context(ti: FakeTaskInstance) -> Any:
+    """A task's context holding only ``ti`` (typed ``Any``: Airflow's Context is a TypedDict)."""
+    return {"ti": ti}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from datetime import timezone, tzinfo
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, quote_plus, urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
@@ -22,6 +23,7 @@ from airflow_provider_smsonline.exceptions import (
     ServerError,
     SmsOnlineError,
     TransportError,
+    UnknownCodeError,
 )
 
 if TYPE_CHECKING:
@@ -67,9 +69,11 @@ def _number(name: str, value: Any, default: float, *, minimum: float, integer: b
         if isinstance(value, bool):
             raise ValueError
         number = int(value) if integer else float(value)
+        if integer and isinstance(value, float) and value != number:
+            raise ValueError  # int(1.5) would quietly be 1
     except (TypeError, ValueError):
         number = None
-    if number is None or number < minimum:
+    if number is None or not math.isfinite(number) or number < minimum:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"connection extra {name} must be {kind} of at least {minimum:g}, got {value!r}")
     return number
@@ -87,14 +91,14 @@ def build_endpoint(host: str | None, port: int | None = None) -> str:
         host = protocol.DEFAULT_ENDPOINT
     if "://" not in host:
         host = "https://" + host
+    parts: SplitResult | None
     try:
         parts = urlsplit(host)
         hostname = parts.hostname
         url_port = parts.port
-    except ValueError:
-        hostname = None
-        url_port = None
-    if parts.scheme not in ("http", "https") or not hostname:
+    except ValueError:  # "http://[bad", a port that is not a number: urlsplit refuses them
+        parts = hostname = url_port = None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname:
         raise ValueError(
             "connection host must be empty, a host name such as api.sms.online, or an "
             f"http(s) URL of handler_api.php, got {host!r}"
@@ -282,6 +286,10 @@ class SmsOnlineHook(BaseHook):
                 config.endpoint,
                 params=query,
                 timeout=(config.connect_timeout, config.timeout),
+                # Also per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE and
+                # HTTP(S)_PROXY from the environment override the session's own settings.
+                verify=session.verify,
+                proxies=session.proxies,
                 allow_redirects=False,
                 stream=True,
             ) as response:
@@ -320,9 +328,12 @@ class SmsOnlineHook(BaseHook):
                 status, body = self._exchange(params)
                 result = parse(status, body)
             except SmsOnlineError as error:
+                _scrub(error, self.config)
                 if charging:
                     _raise_if_outcome_unknown(error, action)
-                if not isinstance(error, ServerError) or attempt == attempts:
+                # A redirect is the endpoint's configuration, not a passing failure: re-sending
+                # it would only hand the key to the server again.
+                if not isinstance(error, ServerError) or error.code == "redirect" or attempt == attempts:
                     raise
                 delay = self.config.retry_backoff * 2 ** (attempt - 1)
                 self.log.warning(
@@ -422,11 +433,21 @@ class SmsOnlineHook(BaseHook):
         return protocol.parse_rental(status, body, self.config.server_timezone)
 
 
+def _scrub(error: SmsOnlineError, config: ClientConfig) -> None:
+    """Remove every form of the key from ``error``: a server may echo it back in a code."""
+    error.message = config.redact(error.message)
+    error.code = config.redact(error.code)
+    error.args = tuple(config.redact(a) if isinstance(a, str) else a for a in error.args)
+
+
 def _raise_if_outcome_unknown(error: SmsOnlineError, action: str) -> None:
     """After a charging call, anything but an API error code leaves the outcome unknown."""
     if isinstance(error, TransportError) and error.code == "not_sent":
         return
-    if isinstance(error, ServerError) and error.code in ("transport", "bad_response"):
+    # An unknown code may be a success this provider cannot read: the outcome is unknown too.
+    if isinstance(error, UnknownCodeError) or (
+        isinstance(error, ServerError) and error.code in ("transport", "bad_response")
+    ):
         raise OutcomeUnknownError(
             f"{action} may have succeeded and been charged: {error.message}. A rental may exist; "
             "check get_rent_list() before trying again",
@@ -445,20 +466,36 @@ class _BodyTooSlow(Exception):
 
 
 def _read_capped(response: requests.Response, limit: int, seconds: float) -> bytes:
+    """The body, refused past ``limit`` bytes or ``seconds``: a huge or trickling answer can
+    neither exhaust nor hang a worker. ``read1`` returns what has arrived, so the deadline is
+    checked at every arrival, not only after each full block."""
+    import requests
+    import urllib3
+
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _BodyTooLarge
     deadline = time.monotonic() + seconds
-    chunks = []
+    raw = response.raw
+    chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(65536):
+    while True:
+        try:
+            chunk = raw.read1(65536, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise requests.exceptions.ReadTimeout() from None
+        except urllib3.exceptions.DecodeError:
+            raise requests.exceptions.ContentDecodingError() from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise requests.exceptions.ChunkedEncodingError() from None
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise _BodyTooLarge
         if time.monotonic() > deadline:
             raise _BodyTooSlow
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _never_sent(exc: Exception) -> bool:
