@@ -593,6 +593,81 @@ def parse_webhook(body: bytes | str, tz: tzinfo = timezone.utc) -> WebhookSms:
         raise ValueError(f"not an SMS.online webhook payload: {type(exc).__name__}") from None
 
 
+# ----------------------------------------------------------------------------- waiting for an SMS
+
+#: SMS asked for per getRentStatus page.
+PAGE_SIZE = 20
+#: Pages read per check at most, when every SMS of a page is newer than ``since``.
+MAX_PAGES = 5
+
+
+@dataclass(frozen=True)
+class SmsMatch:
+    """The SMS a wait was for, and the code read from it.
+
+    :ivar sms: the matching SMS.
+    :ivar code: the pattern's first group that matched, else its whole match; ``None`` when
+        waiting without a pattern.
+    """
+
+    sms: Sms
+    code: str | None
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The JSON-able result: ``{"sms": Sms.to_xcom(), "code": str | None}``."""
+        return {"sms": self.sms.to_xcom(), "code": self.code}
+
+
+def _floor(since: datetime | None) -> datetime | None:
+    # The API stamps SMS to the second: an SMS in the same second as ``since`` counts as newer.
+    return since.replace(microsecond=0) if since is not None else None
+
+
+def find_sms_match(
+    messages: Sequence[Sms],
+    since: datetime | None = None,
+    pattern: re.Pattern[str] | str | None = None,
+) -> SmsMatch | None:
+    """The newest SMS received at or after ``since`` (to the second) whose text matches ``pattern``.
+
+    :param messages: SMS of a rental, as getRentStatus lists them (any order).
+    :param since: ignore SMS stamped before this second (aware); ``None`` for any age.
+    :param pattern: a regular expression searched in the text; ``None`` for any SMS.
+    :returns: the match with its code (see :class:`SmsMatch`), or ``None``.
+    """
+    regex = _compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+    floor = _floor(since)
+    for sms in sorted(messages, key=lambda m: m.date, reverse=True):
+        if floor is not None and sms.date < floor:
+            continue
+        if regex is None:
+            return SmsMatch(sms, None)
+        found = regex.search(sms.text)
+        if found:
+            code = next((g for g in found.groups() if g is not None), found.group(0))
+            return SmsMatch(sms, code)
+    return None
+
+
+def older_page_needed(messages: Sequence[Sms], since: datetime | None, size: int) -> bool:
+    """Whether the page before this one may still hold SMS newer than ``since``.
+
+    :param messages: one page of getRentStatus.
+    :param since: as for :func:`find_sms_match`.
+    :param size: the page size asked for (a shorter page is the last one).
+    """
+    if len(messages) < size:
+        return False
+    floor = _floor(since)
+    return floor is None or min(m.date for m in messages) >= floor
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    from airflow_provider_smsonline.validation import validate_pattern
+
+    return validate_pattern(pattern)
+
+
 # ----------------------------------------------------------------------------- encoding
 
 

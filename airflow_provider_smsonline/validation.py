@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 #: Rental periods in hours that getRentNumber and continueRentNumber accept.
@@ -92,3 +93,49 @@ def non_negative_int(name: str, value: object, example: str) -> int:
     if number < 0:
         raise ValueError(f"{name} must be a non-negative integer ({example}), got {value!r}")
     return number
+
+
+def validate_pattern(pattern: object) -> re.Pattern[str] | None:
+    """Compile ``pattern`` (``None`` or empty: any SMS), or raise ``ValueError`` naming the field.
+
+    :param pattern: a Python regular expression searched in each SMS text.
+    """
+    if pattern is None or pattern == "":
+        return None
+    if not isinstance(pattern, str):
+        raise ValueError(f"pattern must be a regular expression string or None, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"pattern is not a valid regular expression ({error}), got {pattern!r}") from None
+
+
+def validate_moment(name: str, value: object) -> datetime | None:
+    """``value`` as an aware datetime (ISO 8601 text or datetime; naive means UTC), or ``None``.
+
+    :param name: the field's name, for the error message.
+    :param value: ``None``, ``""``, a ``datetime`` or an ISO 8601 string.
+    :raises ValueError: naming ``name``.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    try:
+        from airflow_provider_smsonline.protocol import parse_datetime
+
+        return parse_datetime(value, timezone.utc)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be an ISO 8601 date and time such as 2025-05-10T12:34:56+00:00, got {value!r}"
+        ) from None
+
+
+def validate_poll_interval(value: object) -> float:
+    """``value`` as a float of seconds, or ``ValueError`` unless it is a positive number.
+
+    :param value: seconds between two checks.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"poll_interval must be a positive number of seconds, got {value!r}")
+    return float(value)

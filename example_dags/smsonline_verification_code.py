@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import DAG, task
-from airflow_provider_smsonline.sensors.rent import RentSmsSensor
 
 from airflow_provider_smsonline.operators.rent import FinishRentOperator, RentNumberOperator
+from airflow_provider_smsonline.sensors.rent import RentSmsSensor
 
 with DAG(
     dag_id="smsonline_verification_code",

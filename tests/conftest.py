@@ -115,7 +115,8 @@ class LoopbackApi:
     """A real HTTP server on 127.0.0.1 that answers queued behaviours, one per request.
 
     Behaviours: ``("reply", status, body)``, ``("reset",)`` (TCP RST, no answer) and
-    ``("stall", seconds)`` (no answer for that long) and ``("trickle", body, seconds_per_byte)``. The last one repeats. ``paths`` records
+    ``("stall", seconds)`` (no answer for that long) and
+    ``("trickle", body, seconds_per_byte)``. The last one repeats. ``paths`` records
     every request line's target, query included.
     """
 

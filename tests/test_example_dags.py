@@ -71,9 +71,10 @@ def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
     def deliver_when_rented() -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not delivered:
-            new = [int(r["id"]) for r in sandbox.state()["rentals"] if int(r["id"]) not in known]
-            if new:
-                time.sleep(4)  # let the sensor start waiting: only SMS after its start count
+            state = sandbox.state()
+            new = [int(r["id"]) for r in state["rentals"] if int(r["id"]) not in known]
+            # Deliver once the wait has polled: only SMS after the sensor's start count.
+            if new and state["polls"].get(str(new[0]), 0) >= 1:
                 sandbox.deliver_sms(
                     new[0], text="Your code is 482913. Do not share it.", phone_from="Telegram"
                 )

@@ -1,0 +1,242 @@
+# The sensor that waits for an SMS on a rental: pokes with the sync hook, or defers to the
+# trigger so that no worker is held. Light at import: the hook, httpx and the trigger load late.
+"""Sensor that waits for an SMS (optionally matching a regex) on an SMS.online rental."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, conf
+
+from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline.operators.rent import check_fields, fail_or_retry
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.bases.sensor import PokeReturnValue
+
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    from airflow_provider_smsonline.protocol import SmsMatch
+
+#: The XCom keys the sensor pushes besides ``return_value`` (``{"sms": ..., "code": ...}``).
+XCOM_KEYS = ("sms", "code", "text")
+
+
+def _validate_pattern(value: object) -> Any:
+    from airflow_provider_smsonline.validation import validate_pattern
+
+    validate_pattern(value)
+    return value or None
+
+
+def _validate_since(value: object) -> datetime | None:
+    from airflow_provider_smsonline.validation import validate_moment
+
+    return validate_moment("since", value)
+
+
+class RentSmsSensor(BaseSensorOperator):
+    """Wait for an SMS on a rental, optionally one whose text matches ``pattern``, and push its code.
+
+    Only SMS received since the sensor started count (``since``; stable across reschedules and
+    deferral). Of those, the newest matching one wins; its code is the pattern's first group
+    that matched, else the whole match; without a pattern any new SMS matches and ``code`` is
+    ``None``.
+
+    XCom: ``return_value`` is ``{"sms": {...}, "code": str | None}``; the keys ``sms``
+    (``phone_from``, ``text``, ``service``, ``date``), ``code`` and ``text`` hold the parts.
+
+    With ``deferrable=True`` the wait runs in the triggerer
+    (:class:`~airflow_provider_smsonline.triggers.rent.RentSmsTrigger`) and holds no worker
+    slot. A rental that ends first fails the task without retry, as do a bad key or an unknown
+    rental; server and network trouble only delays the wait. ``timeout`` ends it as Airflow's
+    sensors do (``AirflowSensorTimeout``, or skipped with ``soft_fail``).
+
+    :param rent_id: the rental's id, e.g. ``rent.output["id"]`` (templated).
+    :param pattern: a Python regular expression searched in each SMS text, e.g.
+        ``r"\\b(\\d{4,8})\\b"``; ``None`` for any SMS (templated).
+    :param since: ISO 8601 date and time (naive means UTC): only SMS stamped at or after it
+        count. Default: when this task instance started (the first try of a reschedule)
+        (templated).
+    :param smsonline_conn_id: the connection holding the API key.
+    :param deferrable: wait in the triggerer instead of a worker.
+    :param poll_interval: seconds between checks in the triggerer; also the default
+        ``poke_interval`` for poke and reschedule modes.
+    """
+
+    template_fields: Sequence[str] = ("rent_id", "pattern", "since")
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        rent_id: int | str,
+        pattern: str | None = None,
+        since: str | datetime | None = None,
+        smsonline_conn_id: str = "smsonline_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        from airflow_provider_smsonline.validation import validate_poll_interval
+
+        poll_interval = validate_poll_interval(poll_interval)
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.rent_id = rent_id
+        self.pattern = pattern
+        self.since = since
+        self.smsonline_conn_id = smsonline_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self._args: dict[str, Any] | None = None
+        check_fields(self._validators(), rendered=False)
+
+    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+        return {
+            "rent_id": (protocol.validate_rent_id, self.rent_id),
+            "pattern": (_validate_pattern, self.pattern),
+            "since": (_validate_since, self.since),
+        }
+
+    # ------------------------------------------------------------------ arguments
+
+    def _rendered(self, context: Context) -> dict[str, Any]:
+        """The rendered arguments, validated once per run, with ``since`` resolved."""
+        if self._args is None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            try:
+                args = check_fields(self._validators(), rendered=True)
+            except ValueError as error:
+                raise AirflowFailException(f"{self.task_id}: {error} (after rendering)") from None
+            if args["since"] is None:
+                args["since"] = self._started_at(context)
+            self._args = args
+        return self._args
+
+    def _started_at(self, context: Context) -> datetime:
+        """When this task instance started waiting: the first reschedule's start, else this run's."""
+        ti = context.get("ti")
+        started = None
+        if ti is not None:
+            if self.reschedule and hasattr(ti, "get_first_reschedule_date"):
+                started = ti.get_first_reschedule_date(context)
+            started = started or getattr(ti, "start_date", None)
+        if not isinstance(started, datetime):
+            return datetime.now(timezone.utc)
+        return started if started.tzinfo is not None else started.replace(tzinfo=timezone.utc)
+
+    # ------------------------------------------------------------------ waiting
+
+    def execute(self, context: Context) -> Any:
+        self._args = None  # a new run renders afresh
+        args = self._rendered(context)
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
+
+        self.log.info("Deferring: waiting in the triggerer for an SMS on rental %s", args["rent_id"])
+        timeout = timedelta(seconds=self.timeout)
+        self.defer(
+            trigger=RentSmsTrigger(
+                rent_id=args["rent_id"],
+                smsonline_conn_id=self.smsonline_conn_id,
+                pattern=args["pattern"],
+                since=args["since"].isoformat(),
+                poll_interval=self.poll_interval,
+                timeout_at=(datetime.now(timezone.utc) + timeout).isoformat(),
+            ),
+            method_name="execute_complete",
+            timeout=timeout,
+        )
+
+    def hook(self) -> SmsOnlineHook:
+        """A hook on ``smsonline_conn_id``."""
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        return SmsOnlineHook(smsonline_conn_id=self.smsonline_conn_id)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One check with the sync hook: push the XComs and finish on a match, else keep waiting."""
+        from airflow.sdk.bases.sensor import PokeReturnValue
+
+        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
+
+        args = self._rendered(context)
+        try:
+            match = self._check(args)
+        except RentalExpiredError as error:
+            raise self._ended(args["rent_id"], str(error)) from None
+        except (SmsOnlineError, ValueError) as error:
+            if isinstance(error, SmsOnlineError) and error.retryable:
+                self.log.warning("Rental %s: %s; trying again at the next poke", args["rent_id"], error)
+                return False
+            failure = fail_or_retry(error, self.smsonline_conn_id)
+        else:
+            if match is None:
+                self.log.info("Rental %s: no matching SMS yet", args["rent_id"])
+                return False
+            result = match.to_xcom()
+            self._push(context, result)
+            return PokeReturnValue(is_done=True, xcom_value=result)
+        raise failure from None
+
+    def _check(self, args: dict[str, Any]) -> SmsMatch | None:
+        from airflow_provider_smsonline.protocol import (
+            MAX_PAGES,
+            PAGE_SIZE,
+            find_sms_match,
+            older_page_needed,
+        )
+        from airflow_provider_smsonline.validation import validate_pattern
+
+        regex = validate_pattern(args["pattern"])
+        with self.hook() as hook:
+            for page in range(MAX_PAGES):
+                messages = hook.get_rent_status(args["rent_id"], page=page, size=PAGE_SIZE)
+                match = find_sms_match(messages, args["since"], regex)
+                if match is not None or not older_page_needed(messages, args["since"], PAGE_SIZE):
+                    return match
+        return None
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: push the XComs, or fail with the event's message.
+
+        :param event: the trigger's payload (see :class:`RentSmsTrigger`).
+        :raises AirflowSensorTimeout: the trigger gave up at the sensor's ``timeout``.
+        :raises AirflowFailException: the rental ended, or a failure only a person can fix.
+        """
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+        payload = event or {}
+        if payload.get("status") == "success":
+            result = {"sms": payload["sms"], "code": payload.get("code")}
+            self._push(context, result)
+            return result
+        if payload.get("status") == "timeout":
+            raise AirflowSensorTimeout(f"{self.task_id}: {payload.get('message')}")
+        # "expired" and "error" alike: only a person (or a new rental) can fix them.
+        message = payload.get("message") or f"the trigger sent an unexpected event {event!r}"
+        raise AirflowFailException(f"{self.task_id}: {message}; not retrying")
+
+    # ------------------------------------------------------------------ results
+
+    def _ended(self, rent_id: int, why: str) -> BaseException:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        return AirflowFailException(f"rental {rent_id} has ended before a matching SMS arrived ({why})")
+
+    def _push(self, context: Context, result: dict[str, Any]) -> None:
+        ti = context["ti"]
+        ti.xcom_push(key="sms", value=result["sms"])
+        ti.xcom_push(key="code", value=result["code"])
+        ti.xcom_push(key="text", value=result["sms"]["text"])
+        self.log.info(
+            "Rental SMS from %s at %s matched%s",
+            result["sms"]["phone_from"],
+            result["sms"]["date"],
+            "" if result["code"] is None else "; its code is in XCom 'code'",
+        )
