@@ -143,7 +143,7 @@ def test_bad_argument_fails_at_dag_parse_naming_the_field(
 def test_templated_value_that_renders_wrong_fails_the_task_without_retry(
     label: str, changes: dict[str, Any], message: str
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_smsonline._compat import AirflowFailException
 
     operator = rent(**changes)  # accepted at parse: only rendering tells
     for field in changes:
@@ -168,7 +168,7 @@ def test_bad_connection_field_is_named_on_first_use(
 
 
 def test_bad_connection_fails_the_operator_without_retry(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_smsonline._compat import AirflowFailException
 
     conn = {"conn_type": "smsonline", "host": "ftp://example.com", "password": CANARY_KEY}
     monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_BAD", json.dumps(conn))

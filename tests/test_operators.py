@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import requests_mock as requests_mock_module
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import (
     NoNumbersError,
     OutcomeUnknownError,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests_mock
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from airflow_provider_smsonline.sensors.rent import RentSmsSensor
 from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
 from tests.conftest import MOCK_ENDPOINT, FakeTaskInstance, assert_no_key, task_context
@@ -234,10 +234,11 @@ def test_execute_complete_raises_sensor_timeout_when_the_trigger_gave_up() -> No
 
 def test_the_sensor_module_imports_without_the_hook_requests_or_the_trigger() -> None:
     code = (
-        "import sys, airflow_provider_smsonline.sensors.rent; "
-        "print([m for m in ('requests', 'airflow_provider_smsonline.hooks.smsonline', "
+        "import sys, airflow.sdk; before = set(sys.modules); "  # what Airflow loads itself
+        "import airflow_provider_smsonline.sensors.rent; "
+        "print([m for m in ('requests', 'httpx', 'airflow_provider_smsonline.hooks.smsonline', "
         "'airflow_provider_smsonline.hooks.async_client', 'airflow_provider_smsonline.triggers.rent') "
-        "if m in sys.modules])"
+        "if m in sys.modules and m not in before])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -132,23 +132,25 @@ class _FetchedConnection:
 
 async def _fetch_connection(conn_id: str) -> _FetchedConnection:
     """Look the connection up without blocking the event loop (nor deadlocking the triggerer)."""
-    try:
-        from airflow.providers.common.compat.connection import (
-            get_async_connection,
-            get_async_extra_dejson,
-        )
-    except ImportError:  # pragma: no cover - common-compat older than get_async_connection
-        from airflow.sdk import BaseHook
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
-        conn: Connection = await BaseHook.aget_connection(conn_id)
+    try:
+        from airflow.providers.common.compat.connection import get_async_connection
+    except ImportError:  # pragma: no cover - common-compat older than get_async_connection
+        conn: Connection = await SmsOnlineHook.aget_connection(conn_id)
+    else:
+        try:
+            conn = await get_async_connection(conn_id, hook=SmsOnlineHook)
+        except ImportError:  # Airflow 3.1 outside a supervised process (no SUPERVISOR_COMMS)
+            conn = await asyncio.to_thread(SmsOnlineHook.get_connection, conn_id)
+    try:
+        from airflow.providers.common.compat.connection import get_async_extra_dejson
+    except ImportError:  # common-compat before 1.21 (Airflow 3.1)
         if hasattr(conn, "aextra_dejson"):
             extras = await conn.aextra_dejson()
         else:
             extras = await asyncio.to_thread(lambda: conn.extra_dejson)
     else:
-        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-
-        conn = await get_async_connection(conn_id, hook=SmsOnlineHook)
         extras = await get_async_extra_dejson(conn)
     return _FetchedConnection(
         conn_id=conn_id,

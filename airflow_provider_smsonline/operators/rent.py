@@ -47,8 +47,7 @@ def check_fields(
 def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
     """The exception a task should raise for ``error``: retryable ones as they are, the rest as
     :class:`AirflowFailException`, so that no retry is spent on what only a person can fix."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    from airflow_provider_smsonline._compat import AirflowFailException
     from airflow_provider_smsonline.exceptions import AccountError, SmsOnlineError
 
     if isinstance(error, SmsOnlineError) and error.retryable:
@@ -71,7 +70,7 @@ class _SmsOnlineOperator(BaseOperator):
         return {}
 
     def _rendered(self) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_provider_smsonline._compat import AirflowFailException
 
         try:
             return check_fields(self._validators(), rendered=True)
@@ -141,8 +140,7 @@ class _ChargingOperator(_SmsOnlineOperator):
         self, hook: SmsOnlineHook, ledger: Any, rent_id: int, cancellable: bool, error: Exception
     ) -> None:
         """The rental is paid for but the task fails: cancel it for a refund, or name it."""
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_provider_smsonline._compat import AirflowFailException
         from airflow_provider_smsonline.exceptions import SmsOnlineError
 
         if not (cancellable and self.cancel_on_failure):

@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline._compat import conf
 from airflow_provider_smsonline.operators.rent import check_fields, fail_or_retry
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class RentSmsSensor(BaseSensorOperator):
     def _rendered(self, context: Context) -> dict[str, Any]:
         """The rendered arguments, validated once per run, with ``since`` resolved."""
         if self._args is None:
-            from airflow.sdk.exceptions import AirflowFailException
+            from airflow_provider_smsonline._compat import AirflowFailException
 
             try:
                 args = check_fields(self._validators(), rendered=True)
@@ -209,7 +210,7 @@ class RentSmsSensor(BaseSensorOperator):
         :raises AirflowSensorTimeout: the trigger gave up at the sensor's ``timeout``.
         :raises AirflowFailException: the rental ended, or a failure only a person can fix.
         """
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+        from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
 
         payload = event or {}
         if payload.get("status") == "success":
@@ -225,7 +226,7 @@ class RentSmsSensor(BaseSensorOperator):
     # ------------------------------------------------------------------ results
 
     def _ended(self, rent_id: int, why: str) -> BaseException:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_provider_smsonline._compat import AirflowFailException
 
         return AirflowFailException(f"rental {rent_id} has ended before a matching SMS arrived ({why})")
 

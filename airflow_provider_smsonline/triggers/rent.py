@@ -129,8 +129,7 @@ class RentSmsTrigger(BaseTrigger):
     # ------------------------------------------------------------------ internals
 
     async def _wait(self) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
+        from airflow_provider_smsonline._compat import AirflowNotFoundException
         from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
         from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
 
