@@ -30,20 +30,20 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q --timeout=900
+	$(BIN)/pytest -q --timeout=900 -n 2 --dist loadfile
 
 ## test-unit: the tests that need no Airflow process, no server and no browser
 test-unit: $(STAMP)
-	$(BIN)/pytest -q -m "not airflow and not browser"
+	$(BIN)/pytest -q -m "not airflow and not browser" -n 2 --dist loadfile
 
 ## test-oldest: the unit tests on the oldest supported Airflow and Python
 ## (Airflow 3.1.0 imports structlog.dev.Styles, which structlog 25.5 removed: hence the pin)
 test-oldest:
 	test -n "$(OLDEST_PYTHON)" || (echo "Python 3.10 not found (set OLDEST_PYTHON)"; exit 1)
 	test -x .venv-oldest/bin/python || $(OLDEST_PYTHON) -m venv .venv-oldest
-	.venv-oldest/bin/pip install --quiet "apache-airflow==$(OLDEST_AIRFLOW)" "structlog<25.5" "requests-mock>=1.11" "pytest>=8" "hypothesis>=6.100" "pytest-timeout>=2.3"
+	.venv-oldest/bin/pip install --quiet "apache-airflow==$(OLDEST_AIRFLOW)" "structlog<25.5" "requests-mock>=1.11" "pytest>=8" "hypothesis>=6.100" "pytest-timeout>=2.3" "pytest-xdist>=3.5"
 	.venv-oldest/bin/pip install --quiet --no-deps -e .
-	.venv-oldest/bin/pytest -q -m "not airflow and not browser" -p no:cacheprovider
+	.venv-oldest/bin/pytest -q -m "not airflow and not browser" -p no:cacheprovider -n 2 --dist loadfile
 
 ## chromium: install Debian's chromium for the browser test when possible (root + apt-get)
 chromium:
