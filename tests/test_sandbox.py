@@ -2,6 +2,7 @@
 # parse functions), every protocol error, the control API, each fault mode, webhooks and the CLI.
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -33,7 +34,7 @@ from airflow_provider_smsonline.exceptions import (
     RentalNotFoundError,
     ServerError,
 )
-from airflow_provider_smsonline.sandbox import Sandbox, SandboxError, price_of
+from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox, SandboxError, price_of
 from tests.conftest import CANARY_KEY, assert_no_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -691,6 +692,159 @@ def test_a_bad_fault_is_refused_with_400(sandbox: Sandbox, body: dict[str, Any])
     response = control(sandbox, "POST", "/sandbox/faults", body)
     assert response.status_code == 400 and "error" in response.json()
     assert sandbox.state()["faults"] == []
+
+
+# ----------------------------------------------------------------------------- random faults and hooks
+
+
+def _statuses(api: Api, action: str, calls: int) -> list[int]:
+    return [api.get(action=action)[0] for _ in range(calls)]
+
+
+def test_random_faults_fail_about_the_given_share_of_calls_in_the_given_modes(
+    api: Api, sandbox: Sandbox
+) -> None:
+    sandbox.set_random_faults("getBalance", rate=0.3, modes=["http_500", "html_502"], seed=3)
+    statuses = _statuses(api, "getBalance", 200)
+    failed = sum(status != 200 for status in statuses)
+    assert 40 <= failed <= 80
+    injected = sandbox.state()["faults_injected"]["getBalance"]
+    assert injected == {"http_500": statuses.count(500), "html_502": statuses.count(502)}
+
+
+def test_random_faults_with_the_same_seed_fail_the_same_calls(session: requests.Session) -> None:
+    runs = []
+    for _ in range(2):
+        with Sandbox(port=0, api_key=CANARY_KEY) as sb:
+            sb.set_random_faults("getBalance", rate=0.5, modes=["http_500", "html_502"], seed=11)
+            runs.append(_statuses(Api(sb, session), "getBalance", 40))
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
+
+
+def test_random_faults_draw_from_every_mode_by_default(api: Api, sandbox: Sandbox) -> None:
+    plan = sandbox.set_random_faults(
+        "getBalance", rate=1.0, seed=0, delays={"slow": 0, "timeout_after_commit": 0}
+    )
+    assert plan.modes == FAULT_MODES and plan.delays["slow"] == 0
+    for _ in range(60):
+        with contextlib.suppress(requests.exceptions.RequestException):
+            api.get(action="getBalance")
+    assert set(sandbox.state()["faults_injected"]["getBalance"]) == set(FAULT_MODES)
+
+
+def test_random_faults_apply_to_their_action_only(api: Api, sandbox: Sandbox) -> None:
+    sandbox.set_random_faults("getRentNumber", rate=1.0, modes=["http_500"], seed=0)
+    assert _statuses(api, "getBalance", 5) == [200] * 5
+    assert api.get(action="getRentNumber", service="tg", country=0)[0] == 500
+    assert sandbox.state()["faults_injected"] == {"getRentNumber": {"http_500": 1}}
+
+
+def test_queued_faults_apply_before_the_random_plan(api: Api, sandbox: Sandbox) -> None:
+    sandbox.set_random_faults("getBalance", rate=1.0, modes=["http_500"], seed=0)
+    sandbox.inject_fault("getBalance", "html_502")
+    assert _statuses(api, "getBalance", 2) == [502, 500]
+    assert sandbox.state()["faults_injected"] == {"getBalance": {"html_502": 1, "http_500": 1}}
+
+
+def test_clearing_faults_ends_the_random_plan_and_keeps_the_counts(api: Api, sandbox: Sandbox) -> None:
+    sandbox.set_random_faults("getBalance", rate=1.0, modes=["garbage"], seed=0)
+    api.get(action="getBalance")
+    sandbox.clear_faults()
+    assert _statuses(api, "getBalance", 3) == [200] * 3
+    state = sandbox.state()
+    assert state["random_faults"] is None and state["faults_injected"] == {"getBalance": {"garbage": 1}}
+
+
+def test_random_faults_are_set_over_http_and_shown_in_the_state(api: Api, sandbox: Sandbox) -> None:
+    body = {"mode": "random", "action": "getBalance", "rate": 1, "modes": ["http_500"], "seed": 5}
+    response = control(sandbox, "POST", "/sandbox/faults", body)
+    assert response.status_code == 200
+    assert response.json()["random"] == {
+        "action": "getBalance",
+        "rate": 1.0,
+        "modes": ["http_500"],
+        "delays": {"http_500": 0.0},
+        "seed": 5,
+    }
+    assert api.get(action="getBalance")[0] == 500
+    assert sandbox.state()["random_faults"]["modes"] == ["http_500"]
+    assert control(sandbox, "DELETE", "/sandbox/faults").json() == {"faults": []}
+    assert sandbox.state()["random_faults"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "getBalance", "rate": 1.5},
+        {"action": "getBalance", "rate": "half"},
+        {"action": "getBalance", "rate": 0.5, "modes": ["explode"]},
+        {"action": "getBalance", "rate": 0.5, "modes": []},
+        {"action": "getBalance", "rate": 0.5, "seed": "x"},
+        {"action": "getBalance", "rate": 0.5, "delays": {"slow": -1}},
+        {"action": "noSuchAction", "rate": 0.5},
+    ],
+    ids=["rate-high", "rate-text", "mode", "no-modes", "seed", "delay", "action"],
+)
+def test_a_bad_random_fault_plan_is_refused_with_400(sandbox: Sandbox, body: dict[str, Any]) -> None:
+    response = control(sandbox, "POST", "/sandbox/faults", {"mode": "random", **body})
+    assert response.status_code == 400 and "error" in response.json()
+    assert sandbox.state()["random_faults"] is None
+
+
+def test_reset_forgets_the_random_plan_and_its_counts(api: Api, sandbox: Sandbox) -> None:
+    sandbox.set_random_faults("getBalance", rate=1.0, modes=["http_500"], seed=0)
+    api.get(action="getBalance")
+    sandbox.reset()
+    state = sandbox.state()
+    assert state["random_faults"] is None and state["faults_injected"] == {}
+
+
+def _hooked_sandbox(seen: list[Answered], **kwargs: Any) -> Sandbox:
+    return Sandbox(port=0, api_key=CANARY_KEY, after_answer=seen.append, **kwargs)
+
+
+def test_after_answer_hook_names_the_client_port_and_the_rental_after_the_answer_is_sent() -> None:
+    seen: list[Answered] = []
+    with _hooked_sandbox(seen) as sb:
+        connection = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+        query = urlencode({"action": "getRentNumber", "service": "tg", "country": 0, "api_key": CANARY_KEY})
+        connection.request("GET", f"/stubs/handler_api.php?{query}")
+        rental = protocol.parse_rental(200, connection.getresponse().read())
+        client_port = connection.sock.getsockname()[1]
+        connection.close()
+    assert seen == [Answered("getRentNumber", ("127.0.0.1", client_port), 200, rental.id, None)]
+
+
+def test_after_answer_hook_names_the_fault_that_shaped_the_answer(session: requests.Session) -> None:
+    seen: list[Answered] = []
+    with _hooked_sandbox(seen) as sb:
+        sb.inject_fault("getRentNumber", "http_500")
+        sb.inject_fault("getBalance", "slow", delay=0)
+        Api(sb, session).get(action="getRentNumber", service="tg", country=0)
+        Api(sb, session).get(action="getBalance")
+    assert [(a.action, a.status, a.rental_id, a.fault) for a in seen] == [
+        ("getRentNumber", 500, None, "http_500"),
+        ("getBalance", 200, None, "slow"),
+    ]
+
+
+def test_after_answer_hook_is_not_called_when_the_answer_is_withheld(session: requests.Session) -> None:
+    seen: list[Answered] = []
+    with _hooked_sandbox(seen) as sb:
+        sb.inject_fault("getRentNumber", "reset_after_commit")
+        with pytest.raises(requests.exceptions.ConnectionError):
+            Api(sb, session).get(action="getRentNumber", service="tg", country=0)
+        assert len(sb.state()["charges"]) == 1
+    assert seen == []
+
+
+def test_a_failing_after_answer_hook_never_reaches_the_client(session: requests.Session) -> None:
+    def explode(answered: Answered) -> None:
+        raise RuntimeError("hook bug")
+
+    with Sandbox(port=0, api_key=CANARY_KEY, after_answer=explode) as sb:
+        api = Api(sb, session)
+        assert _statuses(api, "getBalance", 3) == [200] * 3
 
 
 # ----------------------------------------------------------------------------- SMS and webhooks

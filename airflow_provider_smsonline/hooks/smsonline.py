@@ -225,6 +225,7 @@ class SmsOnlineHook(BaseHook):
         super().__init__(**kwargs)
         self.smsonline_conn_id = smsonline_conn_id
         self._session: requests.Session | None = None
+        self._send_settings: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -262,6 +263,7 @@ class SmsOnlineHook(BaseHook):
         if self._session is not None:
             self._session.close()
             self._session = None
+        self._send_settings = None
 
     def __enter__(self) -> SmsOnlineHook:
         return self
@@ -282,16 +284,13 @@ class SmsOnlineHook(BaseHook):
         sent = True
         problem = ""
         try:
-            with session.get(
-                config.endpoint,
-                params=query,
+            # Session.get, minus its per-call re-reading of the environment (see _settings).
+            request = session.prepare_request(requests.Request("GET", config.endpoint, params=query))
+            with session.send(
+                request,
                 timeout=(config.connect_timeout, config.timeout),
-                # Also per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE and
-                # HTTP(S)_PROXY from the environment override the session's own settings.
-                verify=session.verify,
-                proxies=session.proxies,
                 allow_redirects=False,
-                stream=True,
+                **self._settings(session),
             ) as response:
                 if response.is_redirect:
                     target = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
@@ -317,6 +316,22 @@ class SmsOnlineHook(BaseHook):
         if status and 300 <= status < 400:
             raise ServerError(message, code="redirect", http_status=status)
         raise TransportError(message, code="transport" if sent else "not_sent")
+
+    def _settings(self, session: requests.Session) -> dict[str, Any]:
+        """``proxies``, ``verify``, ``cert`` and ``stream`` for each request, worked out once per session.
+
+        As ``Session.get`` does, the environment's HTTP(S)_PROXY / NO_PROXY and REQUESTS_CA_BUNDLE /
+        CURL_CA_BUNDLE fill in what the connection leaves unset, and the connection's own proxy and
+        TLS settings win over them. ``Session.get`` re-reads the whole environment on every call
+        (a quarter to a third of a loopback call's client time); here at the session's first call.
+        """
+        settings = self._send_settings
+        if settings is None:
+            merged = session.merge_environment_settings(
+                self.config.endpoint, dict(session.proxies), True, session.verify, None
+            )
+            settings = self._send_settings = {**merged}
+        return settings
 
     def _call(self, params: Mapping[str, str], parse: Callable[[int, bytes], T]) -> T:
         action = params["action"]

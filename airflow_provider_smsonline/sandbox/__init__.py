@@ -12,18 +12,20 @@ In process::
 From a shell: ``python -m airflow_provider_smsonline.sandbox --port 8765 --api-key sandbox``.
 
 Control API (JSON, no API key, loopback clients only): ``GET /sandbox/state``,
-``GET /sandbox/catalogue``, ``POST /sandbox/rentals/<id>/sms``, ``GET|POST|DELETE /sandbox/faults``,
+``GET /sandbox/catalogue``, ``POST /sandbox/rentals/<id>/sms``, ``GET|POST|DELETE /sandbox/faults``
+(``{"mode": "random", "action": ..., "rate": 0.3, "seed": 1}`` sets a seeded random fault plan),
 ``POST /sandbox/reset``, ``GET|POST /sandbox/clock``.
 """
 
 from __future__ import annotations
 
-from airflow_provider_smsonline.sandbox.server import Sandbox, deliver_sms, is_loopback_host
+from airflow_provider_smsonline.sandbox.server import Answered, Sandbox, deliver_sms, is_loopback_host
 from airflow_provider_smsonline.sandbox.state import (
     COUNTRIES,
     FAULT_MODES,
     SERVICES,
     Fault,
+    RandomFaults,
     SandboxError,
     SandboxState,
     price_of,
@@ -33,7 +35,9 @@ __all__ = [
     "COUNTRIES",
     "FAULT_MODES",
     "SERVICES",
+    "Answered",
     "Fault",
+    "RandomFaults",
     "Sandbox",
     "SandboxError",
     "SandboxState",

@@ -8,6 +8,7 @@ Standard library only (``http.server``), so that it starts fast in any process::
         sandbox.url                              # http://127.0.0.1:PORT/stubs/handler_api.php
         sandbox.deliver_sms(rent_id, text="Your code 12345", phone_from="Telegram")
         sandbox.inject_fault(action="getRentNumber", mode="timeout_after_commit", count=1)
+        sandbox.set_random_faults("getRentNumber", rate=0.3, seed=7)   # ~30% fail, any mode
         sandbox.state()                          # what GET /sandbox/state answers
 
 The server never logs a query string (the API key travels in it) and logs nothing at all
@@ -25,20 +26,22 @@ import socketserver
 import struct
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus
 
-from airflow_provider_smsonline.protocol import ENDPOINT_PATH
+from airflow_provider_smsonline.protocol import CHARGING_ACTIONS, ENDPOINT_PATH, rental_id_in
 from airflow_provider_smsonline.sandbox.state import (
     DEFAULT_CANCEL_WINDOW_SECONDS,
     JSON,
     PLAIN,
     Delivery,
     Fault,
+    RandomFaults,
     SandboxError,
     SandboxState,
     catalogue,
@@ -58,6 +61,28 @@ _HTML_502 = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _GARBAGE = b"\x00\x9f\xfe garbled \x01\x02 not a protocol answer \xff{{<<\n"
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An API answer the sandbox has just sent, as passed to a ``Sandbox(after_answer=...)`` hook.
+
+    :ivar action: the request's ``action`` (as sent; ``""`` if none).
+    :ivar client: the client's address and port: the TCP connection the answer went out on.
+    :ivar status: the HTTP status of the answer.
+    :ivar rental_id: for a charging action answered with a rental, its id; else ``None``.
+    :ivar fault: the fault mode that shaped the answer (``http_500``, ``slow`` …), or ``None``.
+    """
+
+    action: str
+    client: tuple[str, int]
+    status: int
+    rental_id: int | None
+    fault: str | None
+
+
+#: A hook called after each API answer is written to the socket.
+AfterAnswer = Callable[[Answered], None]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -150,9 +175,11 @@ class _Server(ThreadingHTTPServer):
         api_key: str,
         verbose: bool,
         webhook_timeout: float,
+        after_answer: AfterAnswer | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.state = state
+        self.after_answer = after_answer
         self.verbose = verbose
         self.webhook_timeout = webhook_timeout
         self.secret_forms = tuple(
@@ -317,13 +344,32 @@ class _Handler(BaseHTTPRequestHandler):
                 form.setdefault(name, value)
             params.update(form)
         state = self.server.state
-        fault = state.admit(params.get("action", ""), params.get("id"))
+        action = params.get("action", "")
+        fault = state.admit(action, params.get("id"))
         if fault is not None and self._fail_before(fault):
+            self._answered(action, self._fault_status(fault), None, fault)
             return
         reply = state.respond(params)
         if fault is not None and self._fail_after(fault):
             return
         self._send(reply.status, reply.body, reply.content_type)
+        rental_id = rental_id_in(reply.body) if action in CHARGING_ACTIONS else None
+        self._answered(action, reply.status, rental_id, fault)
+
+    @staticmethod
+    def _fault_status(fault: Fault) -> int:
+        return {"http_500": 500, "html_502": 502}.get(fault.mode, 200)
+
+    def _answered(self, action: str, status: int, rental_id: int | None, fault: Fault | None) -> None:
+        """Tell the ``after_answer`` hook; its failures are logged, never sent to the client."""
+        hook = self.server.after_answer
+        if hook is None:
+            return
+        client = (str(self.client_address[0]), int(self.client_address[1]))
+        try:
+            hook(Answered(action, client, status, rental_id, fault.mode if fault else None))
+        except Exception as exc:
+            self.server.log(f"after_answer hook failed: {type(exc).__name__}")
 
     def _fail_before(self, fault: Fault) -> bool:
         """Apply the part of a fault that comes before the answer; True if nothing else is sent."""
@@ -383,14 +429,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, result)
             elif path == "/sandbox/faults":
                 self._expect("GET", "POST", "DELETE")
+                answer: dict[str, Any] = {}
                 if self.command == "POST":
                     data = _json_object(body)
-                    state.add_fault(
-                        data.get("action"), data.get("mode"), data.get("count", 1), data.get("delay")
-                    )
+                    if data.get("mode") == "random":
+                        plan = state.set_random_faults(
+                            data.get("action"),
+                            data.get("rate"),
+                            data.get("modes"),
+                            data.get("seed"),
+                            data.get("delays"),
+                        )
+                        answer["random"] = plan.to_json()
+                    else:
+                        state.add_fault(
+                            data.get("action"), data.get("mode"), data.get("count", 1), data.get("delay")
+                        )
                 elif self.command == "DELETE":
                     state.clear_faults()
-                self._send_json(200, {"faults": state.faults()})
+                self._send_json(200, {"faults": state.faults(), **answer})
             elif path == "/sandbox/reset":
                 self._expect("POST")
                 data = _json_object(body)
@@ -440,6 +497,9 @@ class Sandbox:
     :param allow_remote: allow a non-loopback ``host`` (the control API stays loopback-only).
     :param verbose: log each request (path and status, never the query) to stderr.
     :param webhook_timeout: seconds a webhook post may take.
+    :param after_answer: called with an :class:`Answered` after each API answer is written to the
+        socket (in the server thread that sent it; keep it short). Not called when a fault
+        withholds the answer (``reset_after_commit``, ``timeout_after_commit``).
     """
 
     def __init__(
@@ -455,6 +515,7 @@ class Sandbox:
         allow_remote: bool = False,
         verbose: bool = False,
         webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+        after_answer: AfterAnswer | None = None,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -465,6 +526,7 @@ class Sandbox:
         self.api_key = api_key
         self.verbose = verbose
         self.webhook_timeout = webhook_timeout
+        self.after_answer = after_answer
         self.books = SandboxState(
             api_key=api_key,
             balance=balance,
@@ -504,6 +566,7 @@ class Sandbox:
             api_key=self.api_key,
             verbose=self.verbose,
             webhook_timeout=self.webhook_timeout,
+            after_answer=self.after_answer,
         )
         self.port = int(server.server_address[1])
         self._thread = threading.Thread(
@@ -560,8 +623,25 @@ class Sandbox:
         fault = self.books.add_fault(action, mode, count, delay)
         return {"action": fault.action, "mode": fault.mode, "count": count, "delay": fault.delay}
 
+    def set_random_faults(
+        self,
+        action: str,
+        rate: float,
+        modes: tuple[str, ...] | list[str] | None = None,
+        seed: int | None = None,
+        delays: Mapping[str, float] | None = None,
+    ) -> RandomFaults:
+        """Make each call of ``action`` (``*``: any) fail with probability ``rate`` in a mode drawn,
+        seeded, from ``modes`` (default: every mode); ``delays`` gives seconds per mode.
+
+        What ``POST /sandbox/faults`` with ``{"mode": "random", ...}`` does. Queued faults apply
+        first; :meth:`clear_faults` ends the plan; ``state()["faults_injected"]`` counts what was
+        injected per action and mode.
+        """
+        return self.books.set_random_faults(action, rate, modes, seed, delays)
+
     def clear_faults(self) -> None:
-        """Drop every pending fault (``DELETE /sandbox/faults``)."""
+        """Drop every pending fault and the random plan (``DELETE /sandbox/faults``)."""
         self.books.clear_faults()
 
     def reset(self, balance: Decimal | int | str | None = None, stock: int | None = None) -> None:

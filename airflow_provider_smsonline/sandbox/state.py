@@ -5,7 +5,8 @@
 :class:`SandboxState` answers ``handler_api.php`` requests (:meth:`SandboxState.respond`) with the
 validators and encoders the client uses (:mod:`airflow_provider_smsonline.protocol`), so both
 sides apply the same rules. It also carries what the ``/sandbox/`` control API does: deliver an
-SMS, queue faults, move the clock, reset, and a JSON snapshot of everything.
+SMS, queue faults (or a seeded random fault plan), move the clock, reset, and a JSON snapshot
+of everything.
 
 Stock: each service and country starts with ``stock`` numbers; a rental takes one and a cancel
 (a refund) gives it back. Times are UTC; answers write them without an offset, as the API does.
@@ -219,6 +220,34 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class RandomFaults:
+    """A seeded plan that makes a share of the calls of one action fail, in modes drawn at random.
+
+    :ivar action: the action it applies to (``*`` for any).
+    :ivar rate: the probability, from 0 to 1, that a call suffers a fault.
+    :ivar modes: the modes drawn from, uniformly (a subset of :data:`FAULT_MODES`).
+    :ivar delays: seconds per mode, for ``slow`` and ``timeout_after_commit``.
+    :ivar seed: seeds the draws (``None``: random); the same seed and call order give the same faults.
+    """
+
+    action: str
+    rate: float
+    modes: tuple[str, ...]
+    delays: Mapping[str, float]
+    seed: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-able data."""
+        return {
+            "action": self.action,
+            "rate": self.rate,
+            "modes": list(self.modes),
+            "delays": dict(self.delays),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
 class Delivery:
     """An SMS delivered to a rental, and the webhook post it calls for (if the rental has a URL).
 
@@ -386,6 +415,9 @@ class SandboxState:
         self._webhooks = {"sent": 0, "failed": 0, "pending": 0}
         self._webhook_log: deque[dict[str, Any]] = deque(maxlen=WEBHOOK_LOG_SIZE)
         self._faults: list[list[Any]] = []  # [Fault, remaining]
+        self._random_faults: RandomFaults | None = None
+        self._fault_draws = random.Random()
+        self._faults_injected: dict[str, dict[str, int]] = {}  # action -> mode -> count
         self._offset = timedelta()
         self._random = random.Random(self._seed)
 
@@ -424,8 +456,18 @@ class SandboxState:
                         del self._faults[index]
                     else:
                         self._faults[index][1] = remaining - 1
-                    return fault
+                    return self._count_fault(name, fault)
+            plan = self._random_faults
+            if plan is not None and plan.action in (action, "*") and self._fault_draws.random() < plan.rate:
+                mode = self._fault_draws.choice(plan.modes)
+                drawn = Fault(action=action, mode=mode, delay=plan.delays[mode])
+                return self._count_fault(name, drawn)
             return None
+
+    def _count_fault(self, action: str, fault: Fault) -> Fault:
+        per_mode = self._faults_injected.setdefault(action, {})
+        per_mode[fault.mode] = per_mode.get(fault.mode, 0) + 1
+        return fault
 
     def respond(self, params: Mapping[str, str]) -> Reply:
         """Answer one ``handler_api.php`` request (its merged query and form fields)."""
@@ -710,10 +752,61 @@ class SandboxState:
             self._faults.append([fault, times])
         return fault
 
+    def set_random_faults(
+        self,
+        action: object,
+        rate: object,
+        modes: object = None,
+        seed: object = None,
+        delays: object = None,
+    ) -> RandomFaults:
+        """Make each call of ``action`` (``*``: any) fail with probability ``rate``, in a mode drawn
+        from ``modes`` (default: all of :data:`FAULT_MODES`); replaces an earlier plan.
+
+        Faults queued with :meth:`add_fault` apply first. ``delays`` maps a mode to its seconds
+        (default :data:`DEFAULT_FAULT_DELAY`). What was injected is counted in the snapshot's
+        ``faults_injected``; :meth:`clear_faults` ends the plan.
+        """
+        if not isinstance(action, str) or (action != "*" and action not in self._actions):
+            raise SandboxError(f"action must be one of {', '.join(self._actions)} or '*', got {action!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise SandboxError(f"rate must be a number from 0 to 1, got {rate!r}")
+        chosen = FAULT_MODES if modes is None else modes
+        if (
+            not isinstance(chosen, (list, tuple))
+            or not chosen
+            or any(mode not in FAULT_MODES for mode in chosen)
+        ):
+            raise SandboxError(f"modes must be a non-empty list of {', '.join(FAULT_MODES)}, got {modes!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise SandboxError(f"seed must be an integer or null, got {seed!r}")
+        if delays is None:
+            delays = {}
+        if not isinstance(delays, Mapping) or any(mode not in FAULT_MODES for mode in delays):
+            raise SandboxError(f"delays must map fault modes to seconds, got {delays!r}")
+        seconds = {
+            mode: _seconds(delays[mode], f"delays[{mode}]")
+            if mode in delays
+            else DEFAULT_FAULT_DELAY.get(mode, 0.0)
+            for mode in dict.fromkeys(chosen)
+        }
+        plan = RandomFaults(
+            action=action,
+            rate=float(rate),
+            modes=tuple(dict.fromkeys(chosen)),
+            delays=MappingProxyType(seconds),
+            seed=seed,
+        )
+        with self._lock:
+            self._random_faults = plan
+            self._fault_draws = random.Random(seed)
+        return plan
+
     def clear_faults(self) -> None:
-        """Drop every pending fault."""
+        """Drop every pending fault and the random fault plan (the counts of injected ones stay)."""
         with self._lock:
             self._faults.clear()
+            self._random_faults = None
 
     def faults(self) -> list[dict[str, Any]]:
         """Pending faults as JSON-able data, in the order they apply."""
@@ -789,6 +882,8 @@ class SandboxState:
                 "polls": {str(r.id): r.polls for r in self._rentals.values() if r.polls},
                 "webhooks": {**self._webhooks, "deliveries": list(self._webhook_log)},
                 "faults": self._faults_data(),
+                "random_faults": self._random_faults.to_json() if self._random_faults else None,
+                "faults_injected": {action: dict(modes) for action, modes in self._faults_injected.items()},
                 "stock": {
                     str(c): {s: self._stock[(c, s)] for s in SERVICES if (c, s) in self._stock}
                     for c in COUNTRIES

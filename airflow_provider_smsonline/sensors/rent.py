@@ -1,5 +1,5 @@
 # The sensor that waits for an SMS on a rental: pokes with the sync hook, or defers to the
-# trigger so that no worker is held. Light at import: the hook, httpx and the trigger load late.
+# trigger so that no worker is held. Light at import: protocol, the hook, httpx and the trigger load late.
 """Sensor that waits for an SMS (optionally matching a regex) on an SMS.online rental."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import conf
 from airflow_provider_smsonline.operators.rent import check_fields, fail_or_retry
 
@@ -97,7 +97,7 @@ class RentSmsSensor(BaseSensorOperator):
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
         return {
-            "rent_id": (protocol.validate_rent_id, self.rent_id),
+            "rent_id": (validation.validate_rent_id, self.rent_id),
             "pattern": (_validate_pattern, self.pattern),
             "since": (_validate_since, self.since),
         }

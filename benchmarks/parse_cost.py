@@ -1,0 +1,107 @@
+# DAG parse cost: what importing the provider's operator, sensor and trigger modules adds to a
+# process that has imported airflow.sdk, beside HttpOperator + HttpSensor, in alternating fresh processes.
+"""Import cost of the provider's modules vs apache-airflow-providers-http, in fresh processes.
+
+Each round starts two fresh processes, ours and providers-http's, in alternating order. Each
+imports ``airflow.sdk`` and then times, in the process, the imports that follow (see
+``import_probe.py``): no baseline process is subtracted. The target is judged on the process's
+CPU time (``time.process_time``); wall time (``time.perf_counter``) is shown beside it, and is
+the same on a quiet machine but also counts the time the process waited for a core. Bytecode is cached
+(``PYTHONPYCACHEPREFIX``) as it is for an installed package; one warm-up round is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks.common import ROOT, Row, Spread, child_env
+
+PROBE = ROOT / "benchmarks" / "import_probe.py"
+#: The DAG-parse budget of the provider's modules, in milliseconds.
+TARGET_MS = 5.0
+
+
+def _probe(which: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(PROBE), which],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    data: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
+    """Measure; ``shared`` receives ``poke_rss_mb`` for the waiting-rentals comparison."""
+    rounds = 8 if quick else 20
+    _probe("ours"), _probe("http")  # warm-up: bytecode written, files in the page cache
+    ours: list[dict[str, float]] = []
+    http: list[dict[str, float]] = []
+    for index in range(rounds):
+        order = ("ours", "http") if index % 2 == 0 else ("http", "ours")
+        for which in order:
+            (ours if which == "ours" else http).append(_probe(which))
+
+    def spread(samples: list[dict[str, float]], *keys: str) -> Spread:
+        return Spread.of(sum(s[k] for k in keys) for s in samples)
+
+    def both(samples: list[dict[str, float]], *stages: str) -> tuple[Spread, Spread]:
+        """CPU and wall time of ``stages`` together."""
+        return spread(samples, *(f"{k}_cpu_ms" for k in stages)), spread(
+            samples, *(f"{k}_ms" for k in stages)
+        )
+
+    modules_cpu, modules = both(ours, "dag", "trigger_module")
+    dag_cpu, dag = both(ours, "dag")
+    trigger_module_cpu, trigger_module = both(ours, "trigger_module")
+    base_cpu = spread(ours, "trigger_base_cpu_ms")
+    class_cpu = spread(ours, "trigger_class_cpu_ms")
+    first_use_cpu, first_use = both(ours, "trigger_base", "trigger_class")
+    http_cpu, http_dag = both(http, "dag")
+    sdk = spread(ours + http, "sdk_ms")
+    operator_class = spread(ours, "operator_class_ms")
+    poke_rss = spread(ours, "poke_rss_mb")
+    shared["poke_rss_mb"] = poke_rss.median
+    processes = f"{rounds} + {rounds} fresh processes, alternating"
+    return [
+        Row(
+            "DAG parse: import operators.rent + sensors.rent + triggers.rent after airflow.sdk "
+            f"(CPU time in process, wall time beside it; {processes})",
+            f"{modules_cpu.show(' ms', 2)}; wall {modules.show(' ms', 2)}",
+            f"≤ {TARGET_MS:g} ms added",
+            modules_cpu.median <= TARGET_MS,
+            f"HttpOperator + HttpSensor: {http_cpu.show(' ms')}; wall {http_dag.show(' ms')} "
+            f"({http_cpu.median / modules_cpu.median:.0f}× ours); "
+            f"import airflow.sdk itself: wall {sdk.show(' ms', 0)}",
+        ),
+        Row(
+            "  of which operators.rent + sensors.rent (what a DAG file imports)",
+            f"{dag_cpu.show(' ms', 2)}; wall {dag.show(' ms', 2)}",
+            f"≤ {TARGET_MS:g} ms added",
+            dag_cpu.median <= TARGET_MS,
+            f"triggers.rent module alone: {trigger_module_cpu.show(' ms', 2)}; "
+            f"wall {trigger_module.show(' ms', 2)} (RentSmsTrigger loads on first use)",
+        ),
+        Row(
+            "RentSmsTrigger first use (triggerer only; never at DAG parse)",
+            f"{first_use_cpu.show(' ms')}; wall {first_use.show(' ms')}",
+            "reported",
+            None,
+            f"of which airflow.triggers.base (any trigger pays it): {base_cpu.show(' ms')}; "
+            f"our trigger class and protocol.py: {class_cpu.show(' ms')} (CPU)",
+        ),
+        Row(
+            "one BaseOperator subclass (class creation)",
+            operator_class.show(" ms", 2),
+            "reported",
+            None,
+            "operators.rent creates 6 such classes, sensors.rent 1",
+        ),
+    ]

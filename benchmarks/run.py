@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+# The one entry point of the benchmarks (`make bench`): sets up what it needs, runs each benchmark,
+# prints the machine and one table, and exits 1 when a target is missed.
+"""Run the benchmarks: ``python benchmarks/run.py [--quick] [--only NAME ...] [--output FILE]``.
+
+Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``waits`` (1,000
+waiting rentals in one event loop) and ``throughput`` (rentals per second). providers-http is
+installed into the running venv first when it is missing (for the comparisons).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the benchmarks package importable
+    sys.path.insert(0, str(ROOT))
+# Airflow writes airflow.cfg into AIRFLOW_HOME on import: keep it out of the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smsonline-bench-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from benchmarks import call_overhead, parse_cost, throughput, waits  # noqa: E402
+from benchmarks.common import Row, ensure_http_provider, machine, table  # noqa: E402
+
+BENCHMARKS = {
+    "parse": parse_cost.run,
+    "calls": call_overhead.run,
+    "waits": waits.run,
+    "throughput": throughput.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks; 0 if every target was met, 1 if one was missed."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller N (about 3 minutes)")
+    parser.add_argument(
+        "--only", action="append", choices=list(BENCHMARKS), help="run only this benchmark (repeatable)"
+    )
+    parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
+    args = parser.parse_args(argv)
+
+    ensure_http_provider()
+    started = time.monotonic()
+    about = machine()
+    rows: list[Row] = []
+    shared: dict[str, object] = {}
+    for name in args.only or list(BENCHMARKS):
+        print(f"[bench] {name} …", file=sys.stderr, flush=True)
+        begun = time.monotonic()
+        rows.extend(BENCHMARKS[name](args.quick, shared))
+        print(f"[bench] {name} took {time.monotonic() - begun:.0f} s", file=sys.stderr, flush=True)
+
+    lines = [f"- {key}: {value}" for key, value in about.items()]
+    lines.append(
+        f"- mode: {'--quick' if args.quick else 'full'}; total run time {time.monotonic() - started:.0f} s"
+    )
+    report = "\n".join(lines) + "\n\n" + table(rows) + "\n"
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+    missed = [row.what.strip() for row in rows if row.ok is False]
+    for what in missed:
+        print(f"MISSED: {what}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

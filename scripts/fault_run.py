@@ -1,0 +1,691 @@
+# The fault-injection proof behind `make faults`: hundreds of real Airflow task instances rent numbers
+# from the sandbox while it fails on purpose and workers are SIGKILLed; then every charge is accounted for.
+"""Never pay twice, never lose a rental, never leak the key: measured under injected faults.
+
+One command::
+
+    python scripts/fault_run.py --tasks 200 --fault-rate 0.3 --kills 3 --seed 1
+
+starts an SMS.online sandbox whose API key is the canary (``+ / =`` in it), a throwaway Airflow
+(its own AIRFLOW_HOME, SQLite metadata DB and ``airflow api-server``), and runs the DAG
+``tests/dags/smsonline_fault_run.py`` with ``airflow dags test --use-executor``: one mapped
+``RentNumberOperator`` with ``--tasks`` task instances (``retries=3``, ``retry_delay=0``; the size
+travels in the environment variable ``SMSONLINE_FAULT_TASKS``). The exit status is 1 when a
+must-be-zero figure is not 0 or not every task instance ran; ``--json PATH`` writes every figure.
+
+Faults. The sandbox draws, seeded, a fault for ``--fault-rate`` of all getRentNumber calls, in a
+mode drawn uniformly from every sandbox fault mode: ``http_500``, ``html_502``, ``garbage``
+(nothing committed, the answer is unusable), ``slow`` (answered after ``--slow`` seconds, less than
+the client's timeout), ``reset_after_commit`` (charged, then a TCP reset) and
+``timeout_after_commit`` (charged, then no answer for ``--hold`` seconds while the client gives
+up after its ``timeout`` extra, ``--timeout``). Reads (getRentList) are not faulted. A server that
+commits only after the client gave up and looked (a "late commit") is not simulated.
+
+Worker kills, and why this way. ``dags test`` without ``--use-executor`` runs every task inside
+its own process (``_run_task`` → ``run_task_in_process``), so killing a task would kill the whole
+run. With ``--use-executor`` and the LocalExecutor each task try runs in its own process
+(LocalExecutor worker → task supervisor → task process); that needs an ``airflow api-server``
+for the execution API (started here, SQLite is accepted) and a shared JWT secret. The sandbox's
+``after_answer`` hook runs right after the bytes of a getRentNumber answer are written; for
+``--kills`` answers chosen (seeded) among the clean ones, the runner finds the process owning the
+client end of that TCP connection (``/proc/net/tcp`` inode, looked up among the descendants of the
+``dags test`` process; psutil as a fallback), and sends it SIGKILL, typically 15-40 ms after the
+answer left: the task dies between the API's answer and its XCom push (checked in its log: no
+"Pushing xcom" in the killed try). Its supervisor reports the failure, the task instance is
+retried, and the retry finds the rental through the charge ledger. Kill outcomes, from the logs:
+``reconciled`` (recovered from getRentList), ``reused`` (the ledger had recorded it), ``too late``
+(the task had finished), ``task failed`` (the retry could not tell whose it was: ambiguous).
+
+Parallelism. ``--parallelism`` task processes at a time (default 4). A try costs about a CPU
+second here, and each try's supervisor notices its task's end up to 1 s late, as ``dags test``
+hands out work once a second: 4 hides those waits on 2 cores. Concurrent charging calls on one
+account make some lost answers ambiguous (the ledger refuses to guess: the task fails, naming
+the rentals); ``--parallelism 1`` avoids most of that but takes about twice as long.
+
+Attribution. Each task instance rents with its own ``webhook_url`` (``.../slot/<map_index>``); the
+sandbox keeps it on the rental, so every charge names the task instance whose request caused it.
+
+Figures (the three marked must be 0):
+
+* **task instances**: ``rent`` task instances succeeded / failed, and tries in all.
+* **rentals charged**: getRentNumber charges the sandbox made; **cancelled**: those refunded
+  because the provider cancelled them.
+* **double rentals** [must be 0]: one per rental that is the XCom ``id`` of more than one
+  successful task instance, plus one per task instance whose requests caused more than one
+  charge that was not refunded.
+* **unaccounted rentals** [must be 0]: charges not refunded whose rental is neither the XCom
+  ``id`` of a successful task instance nor named (by id) in an error logged by the failed task
+  instance that caused it (ChargeAmbiguousError / AirflowFailException text in its task log).
+* **key leaks** [must be 0]: files under AIRFLOW_HOME (task logs, the API server's log, the
+  SQLite DB and its journal, airflow.cfg) and the captured ``dags test`` output that hold any form
+  of the key (as is, form-encoded, percent-encoded). The connection comes from ``AIRFLOW_CONN_*``.
+
+Also printed: faults injected per mode, kills and their outcomes, rentals recovered by
+reconciliation or reused from the ledger, failures by kind, and elapsed times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # tests.airflow_server starts the API server
+
+from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox  # noqa: E402
+
+#: The canary API key, the same as tests/conftest.py's: '+', '/' and '=' change under URL encoding.
+CANARY_KEY = "cAnAry+key/with=PADDING=="
+CANARY_FORMS = tuple(dict.fromkeys((CANARY_KEY, quote_plus(CANARY_KEY), quote(CANARY_KEY, safe=""))))
+
+DAG_ID = "smsonline_fault_run"
+TASK_ID = "rent"
+DAGS_FOLDER = ROOT / "tests" / "dags"
+#: The per-task-instance webhook URL prefix the DAG uses (see tests/dags/smsonline_fault_run.py).
+SLOT_URL = re.compile(r"/fault-run/slot/(\d+)$")
+#: What the ledger logs when it finds a rental again, by kind.
+RECOVERED = re.compile(r"Recovered rental (\d+)")
+REUSED = re.compile(r"already paid for rental (\d+)")
+
+
+@dataclass
+class Options:
+    """What to run: size, faults, kills and where."""
+
+    tasks: int = 200
+    fault_rate: float = 0.3
+    kills: int = 3
+    seed: int = 1
+    parallelism: int = 4
+    timeout: float = 1.5
+    hold: float = 3.0
+    slow: float = 0.5
+    retries: int = 3
+    home: Path = ROOT / ".airflow_home" / "fault-run"
+    json_path: Path | None = None
+
+
+@dataclass
+class Kill:
+    """One SIGKILL sent to a task process right after its getRentNumber answer."""
+
+    rental_id: int
+    pid: int
+    client_port: int
+    latency_ms: float
+    map_index: int | None = None
+    outcome: str = "unknown"
+    before_xcom_push: bool | None = None
+
+
+@dataclass
+class Report:
+    """Every figure of a run (JSON-able through :func:`dataclasses.asdict`)."""
+
+    tasks_requested: int
+    fault_rate: float
+    seed: int
+    parallelism: int
+    task_instances: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    other_states: dict[str, int] = field(default_factory=dict)
+    tries_total: int = 0
+    run_state: str | None = None
+    rentals_charged: int = 0
+    rentals_cancelled: int = 0
+    rentals_held: int = 0
+    rentals_named_in_failures: int = 0
+    double_rentals: int = 0
+    double_details: list[str] = field(default_factory=list)
+    unaccounted_rentals: int = 0
+    unaccounted_details: list[str] = field(default_factory=list)
+    key_leaks: int = 0
+    leak_details: list[str] = field(default_factory=list)
+    faults_injected: dict[str, int] = field(default_factory=dict)
+    kills_requested: int = 0
+    kills_performed: int = 0
+    kills_seen_by_airflow: int = 0
+    kills_before_xcom_push: int = 0
+    kills: list[dict[str, Any]] = field(default_factory=list)
+    recovered_by_reconciliation: int = 0
+    reused_from_ledger: int = 0
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+    elapsed_startup_s: float = 0.0
+    elapsed_dags_test_s: float = 0.0
+    elapsed_total_s: float = 0.0
+    dags_test_returncode: int | None = None
+
+    @property
+    def must_be_zero(self) -> dict[str, int]:
+        """The figures that prove the issue's three promises."""
+        return {
+            "double rentals": self.double_rentals,
+            "unaccounted rentals": self.unaccounted_rentals,
+            "key leaks": self.key_leaks,
+        }
+
+    @property
+    def complete(self) -> bool:
+        """Whether every task instance asked for ran to success or failure."""
+        return self.task_instances == self.tasks_requested and not self.other_states
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run proves what it must."""
+        return self.complete and not any(self.must_be_zero.values())
+
+
+# ----------------------------------------------------------------------------- worker kills
+
+
+class WorkerKiller:
+    """A sandbox ``after_answer`` hook that SIGKILLs the task process that received chosen answers.
+
+    The ``positions`` are 1-based counts of clean getRentNumber answers (no fault, a rental in
+    it); the answer at each position is followed by a kill of the process owning the client end
+    of its connection, if that process descends from :attr:`root_pid` (the ``dags test``
+    process): nothing else is ever signalled.
+    """
+
+    def __init__(self, positions: Iterable[int], sandbox_port: int) -> None:
+        self.positions = set(positions)
+        self.sandbox_port = sandbox_port
+        self.root_pid: int | None = None
+        self.answers = 0
+        self.kills: list[Kill] = []
+        self.misses: list[str] = []
+        self._lock = threading.Lock()
+        self._descendants: list[int] = []
+        self._watching = threading.Event()
+
+    def watch(self, root_pid: int) -> None:
+        """Start: keep a fresh list of ``root_pid``'s descendants (every 50 ms), so that finding
+        the process behind a connection reads a few processes' sockets, not every process's."""
+        import psutil
+
+        self.root_pid = root_pid
+        self._watching.set()
+
+        def refresh() -> None:
+            while self._watching.is_set():
+                try:
+                    self._descendants = [p.pid for p in psutil.Process(root_pid).children(recursive=True)]
+                except psutil.Error:
+                    self._descendants = []
+                time.sleep(0.05)
+
+        threading.Thread(target=refresh, name="fault-run-descendants", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop: no more kills."""
+        self._watching.clear()
+        self.root_pid = None
+
+    def __call__(self, answered: Answered) -> None:
+        if answered.action != "getRentNumber" or answered.fault is not None or answered.rental_id is None:
+            return
+        started = time.perf_counter()
+        with self._lock:
+            self.answers += 1
+            if self.answers not in self.positions or self.root_pid is None:
+                return
+        pid = self._owner_of(answered.client[1])
+        if pid is None:
+            self.misses.append(f"rental {answered.rental_id}: no task process owns port {answered.client[1]}")
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            self.misses.append(f"rental {answered.rental_id}: process {pid} had exited")
+            return
+        latency = (time.perf_counter() - started) * 1000
+        self.kills.append(Kill(answered.rental_id, pid, answered.client[1], round(latency, 1)))
+
+    def _owner_of(self, client_port: int) -> int | None:
+        """The pid of the ``dags test`` descendant holding the client end of the connection."""
+        inode = _socket_inode(client_port, self.sandbox_port)
+        if inode is not None:
+            target = f"socket:[{inode}]"
+            for pid in list(self._descendants):
+                try:
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                except OSError:
+                    continue
+                if any(_readlink(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                    return pid if self._descends_from_root(pid) else None
+        import psutil  # slower: every process's sockets
+
+        for conn in psutil.net_connections(kind="tcp"):
+            ends = (conn.laddr.port if conn.laddr else None, conn.raddr.port if conn.raddr else None)
+            if conn.pid and ends == (client_port, self.sandbox_port):
+                return conn.pid if self._descends_from_root(conn.pid) else None
+        return None
+
+    def _descends_from_root(self, pid: int) -> bool:
+        import psutil
+
+        if pid in (os.getpid(), self.root_pid):
+            return False
+        try:
+            return any(parent.pid == self.root_pid for parent in psutil.Process(pid).parents())
+        except psutil.Error:
+            return False
+
+
+def _socket_inode(local_port: int, remote_port: int) -> str | None:
+    """The inode of the TCP socket from ``local_port`` to ``remote_port`` (Linux /proc/net/tcp*)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+            if int(local, 16) == local_port and int(remote, 16) == remote_port:
+                return fields[9]
+    return None
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def kill_positions(options: Options) -> list[int]:
+    """Which clean getRentNumber answers (1-based) are followed by a kill: seeded, spread over the run."""
+    expected_clean = max(int(options.tasks * (1 - options.fault_rate) * 0.9), options.kills + 1)
+    return sorted(random.Random(options.seed).sample(range(1, expected_clean + 1), options.kills))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run(options: Options) -> Report:
+    """Start the sandbox and Airflow, run the DAG, and measure; see the module docstring."""
+    from tests.airflow_server import AirflowServer
+
+    report = Report(options.tasks, options.fault_rate, options.seed, options.parallelism)
+    report.kills_requested = options.kills
+    began = time.monotonic()
+    home = options.home.resolve()
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    killer = WorkerKiller(kill_positions(options), sandbox_port=0)
+    sandbox = Sandbox(
+        host="127.0.0.1",
+        port=0,
+        api_key=CANARY_KEY,
+        balance=100 * options.tasks + 1000,
+        stock=4 * options.tasks + 100,
+        seed=options.seed,
+        after_answer=killer,
+    )
+    sandbox.set_random_faults(
+        "getRentNumber",
+        rate=options.fault_rate,
+        modes=FAULT_MODES,
+        seed=options.seed,
+        delays={"slow": options.slow, "timeout_after_commit": options.hold},
+    )
+    env = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(options.parallelism),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        # The supervisor otherwise notices its task's end up to 5 s late.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        "SMSONLINE_FAULT_TASKS": str(options.tasks),
+        "SMSONLINE_FAULT_RETRIES": str(options.retries),
+    }
+    output = ""
+    with sandbox:
+        killer.sandbox_port = sandbox.port
+        server = AirflowServer(home=home, dags_folder=DAGS_FOLDER, env=env)
+        server.local.use_sandbox(sandbox, timeout=options.timeout, read_retries=2, retry_backoff=0)
+        with server:
+            server.local.extra_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = server.url + "/execution/"
+            report.elapsed_startup_s = round(time.monotonic() - began, 1)
+            started = time.monotonic()
+            command = [
+                sys.executable,
+                "-m",
+                "airflow",
+                "dags",
+                "test",
+                DAG_ID,
+                "--use-executor",
+            ]
+            out_path = home / "dags-test.out"
+            with out_path.open("wb") as out:
+                process = subprocess.Popen(
+                    command,
+                    env=server.local.environ(),
+                    cwd=home,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+                killer.watch(process.pid)
+                try:
+                    report.dags_test_returncode = process.wait(timeout=max(600, options.tasks * 10))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    report.dags_test_returncode = process.wait()
+            killer.stop()
+            report.elapsed_dags_test_s = round(time.monotonic() - started, 1)
+            output = out_path.read_text(errors="replace")
+        state = sandbox.state()
+    analyse(report, home, output, state, killer)
+    report.elapsed_total_s = round(time.monotonic() - began, 1)
+    return report
+
+
+# ----------------------------------------------------------------------------- reading it back
+
+
+@dataclass
+class TaskInstance:
+    """One ``rent`` task instance as the metadata DB and its logs show it."""
+
+    map_index: int
+    state: str | None
+    try_number: int
+    xcom_id: int | None
+    log: str = ""
+    errors: str = ""
+    attempts: list[str] = field(default_factory=list)
+
+
+def read_task_instances(home: Path) -> tuple[str | None, dict[int, TaskInstance]]:
+    """The run's state and its ``rent`` task instances, straight from the SQLite DB and log files."""
+    with closing(sqlite3.connect(home / "airflow.db")) as db:
+        row = db.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
+        if row is None:
+            return None, {}
+        run_id, run_state = row
+        ids: dict[int, int] = {}
+        for map_index, value in db.execute(
+            "SELECT map_index, value FROM xcom "
+            "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'id'",
+            (DAG_ID, run_id, TASK_ID),
+        ):
+            ids[map_index] = int(json.loads(value) if isinstance(value, (str, bytes)) else value)
+        tis = {
+            map_index: TaskInstance(map_index, state, try_number, ids.get(map_index))
+            for map_index, state, try_number in db.execute(
+                "SELECT map_index, state, try_number FROM task_instance "
+                "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+                (DAG_ID, run_id, TASK_ID),
+            )
+        }
+    logs = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={TASK_ID}"
+    for ti in tis.values():
+        lines: list[str] = []
+        errors: list[str] = []
+        for attempt in sorted(
+            (logs / f"map_index={ti.map_index}").glob("attempt=*.log"),
+            key=lambda path: (len(path.name), path.name),
+        ):
+            text = attempt.read_text(errors="replace")
+            ti.attempts.append(text)
+            for line in text.splitlines():
+                lines.append(line)
+                if '"level":"error"' in line or '"level":"critical"' in line:
+                    errors.append(line)
+        ti.log, ti.errors = "\n".join(lines), "\n".join(errors)
+    return run_state, tis
+
+
+def scan_for_key(home: Path, output: str) -> list[str]:
+    """Every file under ``home`` and the captured output that holds a form of the canary key."""
+    forms = [form.encode() for form in CANARY_FORMS]
+    leaks = [name for name, text in (("dags test output", output.encode()),) if any(f in text for f in forms)]
+    for path in sorted(home.rglob("*")):
+        if path.is_file() and any(form in path.read_bytes() for form in forms):
+            leaks.append(str(path.relative_to(home)))
+    return leaks
+
+
+def analyse(report: Report, home: Path, output: str, state: dict[str, Any], killer: WorkerKiller) -> None:
+    """Fill ``report`` from the sandbox's books, the metadata DB, the task logs and the output."""
+    report.run_state, tis = read_task_instances(home)
+    states = Counter(ti.state for ti in tis.values())
+    report.task_instances = len(tis)
+    report.succeeded = states.pop("success", 0)
+    report.failed = states.pop("failed", 0)
+    report.other_states = {str(name): count for name, count in states.items()}
+    report.tries_total = sum(ti.try_number for ti in tis.values())
+
+    slot_of = {}
+    for rental in state["rentals"]:
+        match = SLOT_URL.search(rental.get("url") or "")
+        slot_of[int(rental["id"])] = int(match.group(1)) if match else None
+    charges = [c for c in state["charges"] if c["action"] == "getRentNumber"]
+    report.rentals_charged = len(charges)
+    report.rentals_cancelled = sum(1 for c in charges if c["refunded"])
+
+    holders: dict[int, list[int]] = defaultdict(list)
+    for ti in tis.values():
+        if ti.state == "success" and ti.xcom_id is not None:
+            holders[ti.xcom_id].append(ti.map_index)
+    report.rentals_held = len(holders)
+
+    doubles: list[str] = []
+    for rental_id, held_by in sorted(holders.items()):
+        if len(held_by) > 1:
+            doubles.append(f"rental {rental_id} is the XCom id of task instances {sorted(held_by)}")
+    kept_by_cause: dict[int | None, list[int]] = defaultdict(list)
+    for charge in charges:
+        if not charge["refunded"]:
+            kept_by_cause[slot_of.get(int(charge["rental_id"]))].append(int(charge["rental_id"]))
+    for slot, rentals in sorted(kept_by_cause.items(), key=lambda item: (item[0] is None, item[0] or 0)):
+        if slot is not None and len(rentals) > 1:
+            doubles.append(f"task instance {slot} caused {len(rentals)} charges kept: {sorted(rentals)}")
+    report.double_details = doubles
+    report.double_rentals = len(doubles)
+
+    unaccounted: list[str] = []
+    named = 0
+    for charge in charges:
+        rental_id = int(charge["rental_id"])
+        if charge["refunded"] or rental_id in holders:
+            continue
+        slot = slot_of.get(rental_id)
+        cause = tis.get(slot) if slot is not None else None
+        if cause is not None and cause.state == "failed" and rental_id in _named_ids(cause.errors):
+            named += 1
+            continue
+        who = f"task instance {cause.map_index} ({cause.state})" if cause else "no known task instance"
+        unaccounted.append(f"rental {rental_id}: charged, not refunded, not held, caused by {who}")
+    report.rentals_named_in_failures = named
+    report.unaccounted_details = unaccounted
+    report.unaccounted_rentals = len(unaccounted)
+
+    report.leak_details = scan_for_key(home, output)
+    report.key_leaks = len(report.leak_details)
+
+    injected = state.get("faults_injected", {}).get("getRentNumber", {})
+    report.faults_injected = {mode: int(injected.get(mode, 0)) for mode in FAULT_MODES}
+
+    all_logs = "\n".join(ti.log for ti in tis.values())
+    report.recovered_by_reconciliation = len(set(RECOVERED.findall(all_logs)))
+    report.reused_from_ledger = len(set(REUSED.findall(all_logs)))
+    report.kills_seen_by_airflow = all_logs.count('"signal_name":"SIGKILL"')
+    kinds: Counter[str] = Counter()
+    for ti in tis.values():
+        if ti.state == "failed":
+            kinds[_failure_kind(ti.errors)] += 1
+    report.failure_kinds = dict(kinds)
+
+    for kill in killer.kills:
+        kill.map_index = slot_of.get(kill.rental_id)
+        ti = tis.get(kill.map_index) if kill.map_index is not None else None
+        kill.outcome = _kill_outcome(kill, ti)
+        killed = [text for text in (ti.attempts if ti else []) if '"signal_name":"SIGKILL"' in text]
+        if killed:
+            kill.before_xcom_push = all("Pushing xcom" not in text for text in killed)
+    report.kills_performed = len(killer.kills)
+    report.kills_before_xcom_push = sum(1 for kill in killer.kills if kill.before_xcom_push)
+    report.kills = [asdict(kill) for kill in killer.kills] + [{"missed": miss} for miss in killer.misses]
+
+
+def _named_ids(errors: str) -> set[int]:
+    """The numbers in the messages of the exceptions a task instance logged (not in tracebacks)."""
+    messages = re.findall(r'"exc_value":"((?:[^"\\]|\\.)*)"', errors)
+    return {int(number) for message in messages for number in re.findall(r"\b\d+\b", message)}
+
+
+def _failure_kind(errors: str) -> str:
+    """What a failed task instance's last exception was: ``ambiguous`` (an AirflowFailException's
+    code), ``OutcomeUnknownError`` (its class) …"""
+    failures = [line for line in errors.splitlines() if "Task failed with exception" in line]
+    match = re.search(r'"exc_type":"(\w+)","exc_value":"(\w*)', failures[-1] if failures else "")
+    if match is None:
+        return "other"
+    exc_type, code = match.groups()
+    return code if exc_type == "AirflowFailException" and code else exc_type
+
+
+def _kill_outcome(kill: Kill, ti: TaskInstance | None) -> str:
+    if ti is None:
+        return "task instance not found"
+    killed = rf"\b{kill.rental_id}\b"
+    if re.search(rf"Recovered rental {killed}", ti.log):
+        return "reconciled"
+    if re.search(rf"already paid for rental {killed}", ti.log):
+        return "reused"
+    if ti.xcom_id == kill.rental_id and re.search(rf"Rental {killed}: number ", ti.log):
+        return "too late"
+    return "lost" if ti.state == "success" else f"task {ti.state}"
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def print_table(report: Report, options: Options) -> None:
+    """The figures as a table, the must-be-zero ones marked."""
+    rows: list[tuple[str, str]] = [
+        ("task instances (rent)", f"{report.task_instances} of {report.tasks_requested} asked"),
+        ("  succeeded / failed", f"{report.succeeded} / {report.failed}"),
+        ("  other final states", json.dumps(report.other_states) if report.other_states else "none"),
+        ("  tries in all", str(report.tries_total)),
+        ("  failures by kind", json.dumps(report.failure_kinds) if report.failure_kinds else "none"),
+        ("dag run", str(report.run_state)),
+        ("rentals charged", str(report.rentals_charged)),
+        ("rentals cancelled (refunded)", str(report.rentals_cancelled)),
+        ("rentals held by a successful XCom", str(report.rentals_held)),
+        ("rentals named in a failure", str(report.rentals_named_in_failures)),
+        ("double rentals          [must be 0]", str(report.double_rentals)),
+        ("unaccounted rentals     [must be 0]", str(report.unaccounted_rentals)),
+        ("key leaks               [must be 0]", str(report.key_leaks)),
+        (
+            "faults injected (getRentNumber)",
+            ", ".join(f"{mode} {count}" for mode, count in report.faults_injected.items())
+            + f" = {sum(report.faults_injected.values())}",
+        ),
+        ("worker kills (SIGKILL)", f"{report.kills_performed} of {report.kills_requested} asked"),
+        ("  seen by Airflow (SIGKILL in the task log)", str(report.kills_seen_by_airflow)),
+        ("  landed before the XCom push", str(report.kills_before_xcom_push)),
+        (
+            "  latency after the answer",
+            " / ".join(f"{k['latency_ms']} ms" for k in report.kills if "latency_ms" in k) or "none",
+        ),
+        (
+            "  outcomes",
+            ", ".join(
+                f"{k} {v}" for k, v in Counter(k.get("outcome", "missed") for k in report.kills).items()
+            )
+            or "none",
+        ),
+        ("rentals recovered by reconciliation", str(report.recovered_by_reconciliation)),
+        ("rentals reused from the ledger", str(report.reused_from_ledger)),
+        (
+            "elapsed",
+            f"startup {report.elapsed_startup_s} s, dags test {report.elapsed_dags_test_s} s, "
+            f"total {report.elapsed_total_s} s",
+        ),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print(
+        f"\nFault run: {options.tasks} task instances, fault rate {options.fault_rate}, "
+        f"{options.kills} kills, seed {options.seed}, parallelism {options.parallelism}, "
+        f"client timeout {options.timeout} s"
+    )
+    print("-" * (width + 40))
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    print("-" * (width + 40))
+    for detail in report.double_details + report.unaccounted_details:
+        print(f"  ! {detail}")
+    for leak in report.leak_details:
+        print(f"  ! key found in {leak}")
+    for kill in report.kills:
+        if "missed" in kill:
+            print(f"  (kill missed: {kill['missed']})")
+    if not report.complete:
+        print("  ! not every task instance asked for ran to success or failure")
+    print("RESULT:", "OK" if report.ok else "FAILED")
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tasks", type=int, default=200, help="task instances to run (default 200)")
+    parser.add_argument("--fault-rate", type=float, default=0.3, help="share of getRentNumber calls faulted")
+    parser.add_argument("--kills", type=int, default=3, help="task processes to SIGKILL after an answer")
+    parser.add_argument("--seed", type=int, default=1, help="seeds faults, kills and phone numbers")
+    parser.add_argument("--parallelism", type=int, default=4, help="task processes at a time (default 4)")
+    parser.add_argument("--timeout", type=float, default=1.5, help="the connection's timeout extra, seconds")
+    parser.add_argument(
+        "--hold", type=float, default=3.0, help="seconds timeout_after_commit holds the answer"
+    )
+    parser.add_argument("--slow", type=float, default=0.5, help="seconds a slow answer takes (< --timeout)")
+    parser.add_argument("--retries", type=int, default=3, help="the task's retries")
+    parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
+    parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or not 0 <= args.fault_rate <= 1 or args.kills < 0 or args.parallelism < 1:
+        parser.error("--tasks and --parallelism must be at least 1, --fault-rate in 0..1, --kills 0 or more")
+    if args.kills >= args.tasks * (1 - args.fault_rate) * 0.9:
+        parser.error("--kills must stay well below the number of clean answers expected")
+    return Options(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print the table, write the JSON; 1 if a must-be-zero figure is not 0."""
+    options = parse_args(argv)
+    report = run(options)
+    print_table(report, options)
+    if options.json_path is not None:
+        figures = {**asdict(report), "must_be_zero": report.must_be_zero, "ok": report.ok}
+        options.json_path.write_text(json.dumps(figures, indent=2))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
