@@ -45,6 +45,18 @@ test-oldest:
 	.venv-oldest/bin/pip install --quiet --no-deps -e .
 	.venv-oldest/bin/pytest -q -m "not airflow and not browser" -p no:cacheprovider -n 2 --dist loadfile
 
+## faults: the fault-injection proof at CI size (200 rentals, 30% faulted, worker kills)
+faults: $(STAMP)
+	$(BIN)/python scripts/fault_run.py --tasks 200 --fault-rate 0.3 --kills 3 --seed 7 --parallelism 4
+
+## faults-big: the same proof at 1,000 rentals
+faults-big: $(STAMP)
+	$(BIN)/python scripts/fault_run.py --tasks 1000 --fault-rate 0.3 --kills 10 --seed 11 --parallelism 4
+
+## bench: the benchmarks of docs/benchmarks.md (installs providers-http for the comparison)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
 ## chromium: install Debian's chromium for the browser test when possible (root + apt-get)
 chromium:
 	@scripts/ensure_chromium.sh
