@@ -2,7 +2,8 @@
 PYTHON ?= python3
 AIRFLOW_VERSION ?= 3.3.2
 OLDEST_AIRFLOW ?= 3.1.0
-OLDEST_PYTHON ?= $(shell command -v python3.10 || ls $$HOME/.pyenv/versions/3.10.*/bin/python 2>/dev/null | tail -1)
+OLDEST_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.10.*/bin/python python3.10; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
