@@ -5,9 +5,10 @@
 Each round starts two fresh processes, ours and providers-http's, in alternating order. Each
 imports ``airflow.sdk`` and then times, in the process, the imports that follow (see
 ``import_probe.py``): no baseline process is subtracted. The target is judged on the process's
-CPU time (``time.process_time``); wall time (``time.perf_counter``) is shown beside it, and is
-the same on a quiet machine but also counts the time the process waited for a core. Bytecode is cached
-(``PYTHONPYCACHEPREFIX``) as it is for an installed package; one warm-up round is not counted.
+CPU time (``time.process_time``); wall time (``time.perf_counter``) is shown beside it: the same
+on a quiet machine, it also counts the time the process waited for a core on a busy one.
+Bytecode is cached (``PYTHONPYCACHEPREFIX``) as it is for an installed package; one warm-up
+round is not counted.
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
 
     def both(samples: list[dict[str, float]], *stages: str) -> tuple[Spread, Spread]:
         """CPU and wall time of ``stages`` together."""
-        return spread(samples, *(f"{k}_cpu_ms" for k in stages)), spread(
-            samples, *(f"{k}_ms" for k in stages)
-        )
+        cpu = spread(samples, *(f"{stage}_cpu_ms" for stage in stages))
+        return cpu, spread(samples, *(f"{stage}_ms" for stage in stages))
 
     modules_cpu, modules = both(ours, "dag", "trigger_module")
     dag_cpu, dag = both(ours, "dag")

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import subprocess
 import sys
@@ -85,6 +86,7 @@ async def _measure(config: dict[str, Any], deliverer: subprocess.Popen[str]) -> 
     ]
     tasks = [asyncio.create_task(_one_wait(trigger)) for trigger in triggers]
     start = time.time()  # no task has run yet: every first poll comes after this
+    cpu_start = time.process_time()
     assert deliverer.stdin is not None
     deliverer.stdin.write(f"go {start}\n")
     deliverer.stdin.flush()
@@ -97,6 +99,7 @@ async def _measure(config: dict[str, Any], deliverer: subprocess.Popen[str]) -> 
 
     watcher = asyncio.create_task(watch_rss())
     results = await asyncio.gather(*tasks)
+    cpu_used = time.process_time() - cpu_start
     watcher.cancel()
     rss_peak = max(rss_peak, process.memory_info().rss)
     traced_peak = None
@@ -108,6 +111,8 @@ async def _measure(config: dict[str, Any], deliverer: subprocess.Popen[str]) -> 
         "events": {str(rent_id): [moment, payload] for rent_id, moment, payload in results},
         "rss_added": rss_peak - rss_before,
         "traced_peak": traced_peak,
+        "cpu_seconds": cpu_used,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -216,6 +221,9 @@ def _analyse(result: dict[str, Any], interval: float, jitter: float) -> dict[str
         "too_often": too_often,
         "rate": rate,
         "busiest": busiest,
+        "cpu_per_poll_ms": 1000 * result["cpu_seconds"] / max(total, 1),
+        "cpu_share": result["cpu_seconds"] / (end - start),
+        "load_average": result["load_average"],
         "rss_per_wait": result["rss_added"] / n,
         "traced_per_wait": (result["traced_peak"] / n) if result["traced_peak"] is not None else None,
         "seconds": end - start,
@@ -250,7 +258,11 @@ def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
             f"{plain['delay'].show(' s', 2)}, wrong events {plain['wrong']}",
             f"each ≤ {limit:g} s (interval + {TARGET_SLACK_SECONDS:g} s)",
             plain["delay"].high <= limit and plain["wrong"] == 0,
-            f"under tracemalloc: {traced['delay'].show(' s', 2)}, wrong events {traced['wrong']}",
+            f"trigger process: {plain['cpu_per_poll_ms']:.1f} ms CPU per poll (start-up included), "
+            f"{plain['cpu_share']:.0%} of a core on average (machine's load average "
+            f"{plain['load_average']:.1f} on {os.cpu_count()} cores); "
+            f"under tracemalloc: {traced['delay'].show(' s', 2)}, "
+            f"wrong events {traced['wrong']}",
         ),
         Row(
             "waiting rentals, polls seen by the sandbox",

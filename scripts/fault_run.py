@@ -387,20 +387,42 @@ def run(options: Options) -> Report:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own group: its executor's workers end with it
                 )
                 killer.watch(process.pid)
                 try:
                     report.dags_test_returncode = process.wait(timeout=max(600, options.tasks * 10))
                 except subprocess.TimeoutExpired:
-                    process.kill()
-                    report.dags_test_returncode = process.wait()
-            killer.stop()
+                    pass
+                finally:
+                    killer.stop()
+                    _end_group(process)
+                    if report.dags_test_returncode is None:
+                        report.dags_test_returncode = process.returncode
             report.elapsed_dags_test_s = round(time.monotonic() - started, 1)
             output = out_path.read_text(errors="replace")
         state = sandbox.state()
     analyse(report, home, output, state, killer)
     report.elapsed_total_s = round(time.monotonic() - began, 1)
     return report
+
+
+def _end_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """End ``process`` and whatever is left of its process group: SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader: a zombie still counts as a member of its group
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    process.poll()
 
 
 # ----------------------------------------------------------------------------- reading it back
@@ -679,7 +701,16 @@ def parse_args(argv: list[str] | None) -> Options:
 def main(argv: list[str] | None = None) -> int:
     """Run, print the table, write the JSON; 1 if a must-be-zero figure is not 0."""
     options = parse_args(argv)
-    report = run(options)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so that the Airflow processes and the sandbox are stopped
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        report = run(options)
+    except KeyboardInterrupt:
+        print("fault run interrupted; Airflow and the sandbox were stopped", file=sys.stderr)
+        return 130
     print_table(report, options)
     if options.json_path is not None:
         figures = {**asdict(report), "must_be_zero": report.must_be_zero, "ok": report.ok}
