@@ -30,8 +30,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 
 from airflow_provider_smsonline import protocol
-from airflow_provider_smsonline.exceptions import ServerError, TransportError
-from airflow_provider_smsonline.hooks.smsonline import ClientConfig
+from airflow_provider_smsonline.hooks.smsonline import AnswerLimitExceeded, ClientConfig, redirect_problem
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.connection import Connection
@@ -293,16 +292,12 @@ class AsyncSmsOnlineClient:
             ):
                 status = response.status_code
                 if response.is_redirect:
-                    target = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
-                    problem = f"the server redirected to {target}; redirects are not followed"
+                    problem = redirect_problem(response.headers.get("Location", ""))
                 else:
                     body = await _read_capped(response, config.max_response_bytes, config.timeout)
                     return status, body
-        except _BodyTooLarge:
-            problem = f"the answer exceeded {config.max_response_bytes} bytes"
-            status = 0
-        except _BodyTooSlow:
-            problem = f"the answer took longer than {config.timeout:g} s to arrive"
+        except AnswerLimitExceeded as exceeded:
+            problem = str(exceeded)
             status = 0
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             sent = not _never_sent(exc)
@@ -310,10 +305,7 @@ class AsyncSmsOnlineClient:
             status = 0
         # Raised outside the except blocks: the error keeps no httpx exception as its cause or
         # context, whose request (and text, at times) holds the URL and so the key.
-        message = config.redact(f"{action} to {urlsplit(config.endpoint).netloc} failed: {problem}")
-        if status and 300 <= status < 400:
-            raise ServerError(message, code="redirect", http_status=status)
-        raise TransportError(message, code="transport" if sent else "not_sent")
+        raise config.failure(action, problem, status=status, sent=sent)
 
     async def _call(self, params: Mapping[str, str], parse: Callable[[int, bytes], T]) -> T:
         started = time.monotonic()
@@ -347,27 +339,19 @@ class AsyncSmsOnlineClient:
 # ----------------------------------------------------------------------------- helpers
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _BodyTooSlow(Exception):
-    pass
-
-
 async def _read_capped(response: httpx.Response, limit: int, seconds: float) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
+        raise AnswerLimitExceeded.too_large(limit)
     deadline = time.monotonic() + seconds
     chunks = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            raise _BodyTooLarge
+            raise AnswerLimitExceeded.too_large(limit)
         if time.monotonic() > deadline:
-            raise _BodyTooSlow
+            raise AnswerLimitExceeded.too_slow(seconds)
         chunks.append(chunk)
     return b"".join(chunks)
 

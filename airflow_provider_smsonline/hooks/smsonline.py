@@ -194,6 +194,13 @@ class ClientConfig:
             text = text.replace(form, "***")
         return text
 
+    def failure(self, action: str, problem: str, *, status: int = 0, sent: bool = True) -> SmsOnlineError:
+        """The error of a call that got no usable answer (sync and async alike); no key in it."""
+        message = self.redact(f"{action} to {urlsplit(self.endpoint).netloc} failed: {problem}")
+        if status and 300 <= status < 400:
+            return ServerError(message, code="redirect", http_status=status)
+        return TransportError(message, code="transport" if sent else "not_sent")
+
     def register_secrets(self) -> None:
         """Tell Airflow's log masker about every form of the key."""
         try:
@@ -293,18 +300,14 @@ class SmsOnlineHook(BaseHook):
                 **self._settings(session),
             ) as response:
                 if response.is_redirect:
-                    target = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
-                    problem = f"the server redirected to {target}; redirects are not followed"
+                    problem = redirect_problem(response.headers.get("Location", ""))
                     status = response.status_code
                 else:
                     status = response.status_code
                     body = _read_capped(response, config.max_response_bytes, config.timeout)
                     return status, body
-        except _BodyTooLarge:
-            problem = f"the answer exceeded {config.max_response_bytes} bytes"
-            status = 0
-        except _BodyTooSlow:
-            problem = f"the answer took longer than {config.timeout:g} s to arrive"
+        except AnswerLimitExceeded as exceeded:
+            problem = str(exceeded)
             status = 0
         except requests.exceptions.RequestException as exc:
             sent = not _never_sent(exc)
@@ -312,10 +315,7 @@ class SmsOnlineHook(BaseHook):
             status = 0
         # Raised outside the except blocks: the error carries no cause or context from
         # requests, whose texts embed the URL and so the key.
-        message = config.redact(f"{action} to {urlsplit(config.endpoint).netloc} failed: {problem}")
-        if status and 300 <= status < 400:
-            raise ServerError(message, code="redirect", http_status=status)
-        raise TransportError(message, code="transport" if sent else "not_sent")
+        raise config.failure(action, problem, status=status, sent=sent)
 
     def _settings(self, session: requests.Session) -> dict[str, Any]:
         """``proxies``, ``verify``, ``cert`` and ``stream`` for each request, worked out once per session.
@@ -472,12 +472,22 @@ def _raise_if_outcome_unknown(error: SmsOnlineError, action: str) -> None:
         ) from None
 
 
-class _BodyTooLarge(Exception):
-    pass
+class AnswerLimitExceeded(Exception):
+    """An answer past ``max_response_bytes`` or ``timeout``; the text says which (no key in it)."""
+
+    @classmethod
+    def too_large(cls, limit: int) -> AnswerLimitExceeded:
+        return cls(f"the answer exceeded {limit} bytes")
+
+    @classmethod
+    def too_slow(cls, seconds: float) -> AnswerLimitExceeded:
+        return cls(f"the answer took longer than {seconds:g} s to arrive")
 
 
-class _BodyTooSlow(Exception):
-    pass
+def redirect_problem(location: str) -> str:
+    """What a refused redirect to ``location`` is called in an error (the target host only)."""
+    target = urlsplit(location).hostname or "elsewhere"
+    return f"the server redirected to {target}; redirects are not followed"
 
 
 def _read_capped(response: requests.Response, limit: int, seconds: float) -> bytes:
@@ -489,7 +499,7 @@ def _read_capped(response: requests.Response, limit: int, seconds: float) -> byt
 
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
+        raise AnswerLimitExceeded.too_large(limit)
     deadline = time.monotonic() + seconds
     raw = response.raw
     chunks: list[bytes] = []
@@ -507,9 +517,9 @@ def _read_capped(response: requests.Response, limit: int, seconds: float) -> byt
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
-            raise _BodyTooLarge
+            raise AnswerLimitExceeded.too_large(limit)
         if time.monotonic() > deadline:
-            raise _BodyTooSlow
+            raise AnswerLimitExceeded.too_slow(seconds)
         chunks.append(chunk)
 
 
