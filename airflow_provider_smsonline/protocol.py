@@ -434,6 +434,7 @@ def parse_rental(status: int, body: bytes | str, tz: tzinfo = timezone.utc) -> R
         end_date = parse_datetime(phone.get("endDate"), tz)
     except ValueError as exc:
         raise _bad_response(status, f"an unreadable rental ({exc})") from None
+    _check_rental_id(status, rent_id)
     number = phone.get("number")
     if isinstance(number, int) and not isinstance(number, bool):
         number = str(number)
@@ -444,13 +445,23 @@ def parse_rental(status: int, body: bytes | str, tz: tzinfo = timezone.utc) -> R
     return Rental(id=rent_id, number=number.strip(), end_date=end_date, extra=MappingProxyType(extra))
 
 
+#: The largest rental id taken from a server: ids are not negative and fit a JSON number exactly.
+MAX_RENTAL_ID = 2**53 - 1
+
+
+def _check_rental_id(status: int, rent_id: int) -> None:
+    if not 0 <= rent_id <= MAX_RENTAL_ID:
+        raise _bad_response(status, f"a rental id out of range ({str(rent_id)[:30]})")
+
+
 def rental_id_in(body: bytes | str) -> int | None:
     """The rental id in a getRentNumber answer that failed to parse whole, if one can be read."""
     try:
         payload = json.loads(_decode(body))
-        return as_int(payload["phone"]["id"])
+        rent_id = as_int(payload["phone"]["id"])
     except Exception:
         return None
+    return rent_id if 0 <= rent_id <= MAX_RENTAL_ID else None
 
 
 def _index_order(key: object) -> tuple[int, str]:
@@ -526,6 +537,7 @@ def parse_rent_list(status: int, body: bytes | str) -> list[RentListEntry]:
             hours = as_int(item["hours"]) if item.get("hours") is not None else None
         except (ValueError, InvalidOperation):
             raise _bad_response(status, "a rental with an unreadable id, price or hours") from None
+        _check_rental_id(status, rent_id)
         extra = {k: v for k, v in item.items() if k not in ("id", "phone", "price", "hours")}
         entries.append(
             RentListEntry(

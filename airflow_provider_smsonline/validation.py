@@ -13,10 +13,23 @@ from urllib.parse import urlsplit
 RENT_TIMES: tuple[int, ...] = (4, 8, 12, 24, 72, 168, 360, 720, 2160)
 
 
+#: The longest service or operator code accepted (codes are a few letters; a long value would
+#: only make the server refuse the URL after the request left).
+MAX_CODE_LENGTH = 64
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(value))} characters)"
+
+
 def validate_service(service: object) -> str:
-    """Return ``service`` stripped, or raise ``ValueError`` if it is not a non-empty string."""
-    if not isinstance(service, str) or not service.strip():
-        raise ValueError(f"service must be a non-empty string (a service code such as 'tg'), got {service!r}")
+    """Return ``service`` stripped, or raise ``ValueError`` unless it is a service code."""
+    if not isinstance(service, str) or not service.strip() or len(service.strip()) > MAX_CODE_LENGTH:
+        raise ValueError(
+            f"service must be a non-empty string of at most {MAX_CODE_LENGTH} characters (a service "
+            f"code such as 'tg'), got {_shown(service)}"
+        )
     return service.strip()
 
 
@@ -34,8 +47,11 @@ def validate_operator(operator: object) -> str | None:
     """Return ``operator`` stripped (``None`` or empty means any), or raise ``ValueError``."""
     if operator is None:
         return None
-    if not isinstance(operator, str):
-        raise ValueError(f"operator must be a string (an operator code) or None, got {operator!r}")
+    if not isinstance(operator, str) or len(operator.strip()) > MAX_CODE_LENGTH:
+        raise ValueError(
+            f"operator must be a string of at most {MAX_CODE_LENGTH} characters (an operator code) "
+            f"or None, got {_shown(operator)}"
+        )
     return operator.strip() or None
 
 

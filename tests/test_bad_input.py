@@ -32,6 +32,11 @@ def rent(**changes: Any) -> RentNumberOperator:
 PARSE_TIME: list[tuple[str, Callable[[], object], str]] = [
     ('`service=""`', lambda: rent(service=""), "service must be a non-empty string"),
     ("`service=None`", lambda: rent(service=None), "service must be a non-empty string"),
+    (
+        '`service="x" * 70000`',
+        lambda: rent(service="x" * 70000),
+        "service must be a non-empty string of at most 64",
+    ),
     ("`country=-1`", lambda: rent(country=-1), "country must be a non-negative integer"),
     ('`country="ru"`', lambda: rent(country="ru"), "country must be a non-negative integer"),
     ("`country=True`", lambda: rent(country=True), "country must be a non-negative integer"),
@@ -101,7 +106,7 @@ CONNECTION: list[tuple[str, dict[str, Any], str]] = [
     (
         "extra `timeout: 0`",
         {"extra": {"timeout": 0}},
-        "connection extra timeout must be a number of at least 0.1",
+        "connection extra timeout must be a number from 0.1 to 3600",
     ),
     (
         'extra `verify_ssl: "maybe"`',
@@ -116,17 +121,39 @@ CONNECTION: list[tuple[str, dict[str, Any], str]] = [
     (
         'extra `proxy: "ftp://proxy"`',
         {"extra": {"proxy": "ftp://proxy"}},
-        "connection extra proxy must be an http(s):// or socks5:// URL",
+        "connection extra proxy must be an http://, https:// or socks5:// URL",
     ),
     (
         "extra `read_retries: -1`",
         {"extra": {"read_retries": -1}},
-        "connection extra read_retries must be an integer of at least 0",
+        "connection extra read_retries must be an integer from 0 to 10",
+    ),
+    (
+        "extra `timeout: 1e10`",
+        {"extra": {"timeout": 1e10}},
+        "connection extra timeout must be a number from 0.1 to 3600",
+    ),
+    (
+        "extra `ca_bundle` naming a missing file",
+        {"extra": {"ca_bundle": "/nonexistent/ca.pem"}},
+        "connection extra ca_bundle must be the path of a readable CA file",
+    ),
+    (
+        "extra `verify_ssl: false` with a `ca_bundle`",
+        {"extra": {"verify_ssl": False, "ca_bundle": "/etc/passwd"}},
+        "verify_ssl=false and ca_bundle contradict each other",
+    ),
+    ("extra that is a JSON list", {"extra": [1, 2]}, "extra must be a JSON object"),
+    ("extra that is not valid JSON", {"extra": "{timeout: 20"}, "extra is not valid JSON"),
+    (
+        'extra `proxy: "http://[::1"`',
+        {"extra": {"proxy": "http://[::1"}},
+        "connection extra proxy must be an http://, https:// or socks5:// URL with a host",
     ),
     (
         "extra `max_response_bytes: 10`",
         {"extra": {"max_response_bytes": 10}},
-        "connection extra max_response_bytes must be an integer of at least 1024",
+        "connection extra max_response_bytes must be an integer from 1024 to 67108864",
     ),
 ]
 

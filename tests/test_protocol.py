@@ -686,3 +686,17 @@ def test_encoded_errors_parse_back() -> None:
     for json_style in (False, True):
         with pytest.raises(NoNumbersError):
             protocol.parse_rental(200, protocol.encode_error("NO_NUMBERS", json_style=json_style))
+
+
+@pytest.mark.parametrize("rent_id", ["-5", str(2**53), "1" + "0" * 40])
+def test_a_rental_id_out_of_range_is_a_protocol_error(rent_id: str) -> None:
+    phone = f'{{"id": {rent_id}, "endDate": "2025-05-10T12:34:56", "number": "7999"}}'
+    body = f'{{"status": "success", "phone": {phone}}}'
+    with pytest.raises(ServerError, match="rental id out of range") as raised:
+        protocol.parse_rental(200, body)
+    assert raised.value.code == "bad_response"
+    row = f'{{"id": "{rent_id}", "phone": "7999", "price": "1", "hours": "4"}}'
+    listed = f'{{"status": "success", "values": [{row}]}}'
+    with pytest.raises(ServerError, match=r"rental id out of range|unreadable id"):
+        protocol.parse_rent_list(200, listed)
+    assert protocol.rental_id_in(body) is None

@@ -236,7 +236,7 @@ def test_the_sensor_module_imports_without_the_hook_requests_or_the_trigger() ->
     code = (
         "import sys, airflow.sdk; before = set(sys.modules); "  # what Airflow loads itself
         "import airflow_provider_smsonline.sensors.rent; "
-        "print([m for m in ('requests', 'httpx', 'airflow_provider_smsonline.hooks.smsonline', "
+        "print([m for m in ('requests', 'aiohttp', 'airflow_provider_smsonline.hooks.smsonline', "
         "'airflow_provider_smsonline.hooks.async_client', 'airflow_provider_smsonline.triggers.rent') "
         "if m in sys.modules and m not in before])"
     )

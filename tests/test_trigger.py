@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-import logging
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -476,7 +474,7 @@ def _failure_of(url: str, answer: Answer | None = None, **overrides: Any) -> Exc
     return asyncio.run(main())
 
 
-def test_a_refused_connection_raises_transport_error_without_key_or_httpx_cause() -> None:
+def test_a_refused_connection_raises_transport_error_without_key_or_aiohttp_cause() -> None:
     error = _failure_of("http://127.0.0.1:1/stubs/handler_api.php")
 
     assert isinstance(error, TransportError) and error.code == "not_sent"
@@ -498,20 +496,3 @@ def test_an_answer_larger_than_max_response_bytes_is_refused() -> None:
     assert isinstance(error, TransportError)
     assert "exceeded 1024 bytes" in str(error)
     assert error.__context__ is None
-
-
-def test_httpx_request_log_lines_carry_no_key(use_server: Callable, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow quiets httpx to WARNING
-
-    async def main() -> None:
-        async with FakeSmsOnline(sequence((200, "STATUS_WAIT_CODE"))) as server:
-            client = _client_for(server.url)
-            async with client:
-                await client.get_rent_status(7)
-
-    asyncio.run(main())
-
-    assert any("HTTP Request" in r.getMessage() for r in caplog.records)
-    assert_no_key("\n".join(r.getMessage() for r in caplog.records))
-    assert not any(re.search(r"api_key=", r.getMessage()) for r in caplog.records)

@@ -1,17 +1,19 @@
-# The async client the triggerer uses: one httpx connection pool per event loop and endpoint,
-# shared by every waiting trigger, with the sync hook's safety rules. Parsing is protocol.py's.
-"""Async SMS.online client for triggers, on ``httpx.AsyncClient``.
+# The async transport the triggerer uses: one aiohttp connection pool per event loop and
+# endpoint, shared by every waiting trigger. It only moves bytes: what is sent, the caps and the
+# wording of every failure are policy.py's, parsing is protocol.py's.
+"""Async SMS.online client for triggers, on ``aiohttp``.
 
 Thousands of triggers may wait in one triggerer. Each :class:`AsyncSmsOnlineClient` borrows
-the process's shared ``httpx.AsyncClient`` for its event loop and endpoint (at most
+the process's shared ``aiohttp.ClientSession`` for its event loop and endpoint (at most
 :data:`MAX_CONNECTIONS` connections, kept alive), so waiting costs one pool, not one per
-trigger. The last client to close closes the pool.
+trigger. The last client to close closes the pool. aiohttp was chosen by measurement: a poll
+costs the triggerer a fraction of the CPU of httpx's (``make bench``).
 
-Safety, as in :class:`~airflow_provider_smsonline.hooks.smsonline.SmsOnlineHook`: connect and
-read timeouts, a streamed size cap (``max_response_bytes``), no redirect followed, and every
-failure raised as a typed :class:`~airflow_provider_smsonline.exceptions.SmsOnlineError` whose
-message never holds the key and which carries no httpx exception as its cause or context.
-httpx's own request log line is stripped of the query string (where the key travels).
+The rules are the sync hook's, from :mod:`airflow_provider_smsonline.policy`: a whole call ends
+within the connection's ``timeout`` (connecting, headers and body alike), a size cap, no
+redirect followed, the key removed from the answer before it is parsed, and every failure
+raised as the same typed error with the same words, carrying no aiohttp exception as its cause
+or context.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import ssl
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
-from airflow_provider_smsonline import protocol
-from airflow_provider_smsonline.hooks.smsonline import AnswerLimitExceeded, ClientConfig, redirect_problem
+from airflow_provider_smsonline import policy, protocol
+from airflow_provider_smsonline.exceptions import SmsOnlineError
+from airflow_provider_smsonline.policy import AnswerTooLarge, BodyCap, ClientConfig, Failure, Request
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.connection import Connection
@@ -39,16 +42,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Connections one shared pool opens at most (per event loop and endpoint). httpcore's pool spends
-#: time per request on every connection it holds (more than linearly), so more costs CPU in a burst
-#: of polls; 16 still serve 160 polls/s at 100 ms an answer (1,600 waits polling every 10 s).
+#: Connections one shared pool opens at most (per event loop and endpoint); more requests wait
+#: for a free one (within their time budget).
 MAX_CONNECTIONS = 16
-#: Seconds an idle kept-alive connection stays open. Short (httpx's default): httpcore checks every
-#: idle connection of the pool at each request and answer, so after a burst (a triggerer starting
-#: 1,000 waits at once) the pool should shrink back to the connections steady polling keeps busy.
+#: Seconds an idle kept-alive connection stays open.
 KEEPALIVE_EXPIRY = 5.0
-#: Seconds a request may wait for a free connection of the pool.
-POOL_TIMEOUT = 60.0
 
 
 # ----------------------------------------------------------------------------- the shared pools
@@ -56,16 +54,14 @@ POOL_TIMEOUT = 60.0
 
 @dataclass
 class _Pool:
-    http: httpx.AsyncClient
-    # Requests beyond the pool's connections wait here, not in httpcore's queue, whose
-    # bookkeeping grows with the square of the waiters (1,000 triggers starting at once).
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONNECTIONS))
+    http: aiohttp.ClientSession
+    proxy: str | None
     users: int = 0
 
 
 _PoolKey = tuple[str, bool, "str | None", "str | None"]
 
-# Per event loop (dropped with the loop), per transport settings: the shared client. The key is
+# Per event loop (dropped with the loop), per transport settings: the shared session. The key is
 # not part of the map's key: it travels per request, so rentals of different accounts on the
 # same endpoint share a pool too.
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_PoolKey, _Pool]] = (
@@ -74,49 +70,38 @@ _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_PoolKey, _Poo
 
 
 def _pool_key(config: ClientConfig) -> _PoolKey:
-    return (config.endpoint, config.verify_ssl, config.ca_bundle, config.proxy)
+    return (config.endpoint, config.verify_ssl, config.ca_file(), config.proxy)
 
 
-def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
-    """A new pooled ``httpx.AsyncClient`` for ``config``'s endpoint (called once per pool)."""
-    verify: ssl.SSLContext | bool = config.verify_ssl
-    if config.verify_ssl and config.ca_bundle:
-        verify = ssl.create_default_context(cafile=config.ca_bundle)
-    try:
-        return httpx.AsyncClient(
-            verify=verify,
-            proxy=config.proxy,
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS,
-                max_keepalive_connections=MAX_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
-            headers={"User-Agent": "airflow-provider-smsonline"},
-        )
-    except ImportError:
-        raise ValueError(
-            "connection extra proxy is a socks5:// URL, which needs the socksio package "
-            "(pip install 'httpx[socks]')"
-        ) from None
-
-
-class _DropQueryFromLog(logging.Filter):
-    """httpx logs every request's full URL at INFO; the query string holds the API key."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                arg.copy_with(query=None) if isinstance(arg, httpx.URL) and arg.query else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _quiet_httpx_urls() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _DropQueryFromLog) for f in logger.filters):
-        logger.addFilter(_DropQueryFromLog())
+def _new_http_client(config: ClientConfig) -> _Pool:
+    """A new pooled session for ``config``'s endpoint, TLS and proxy (called once per pool)."""
+    tls: ssl.SSLContext | bool = False
+    ca_file = config.ca_file()
+    if ca_file:
+        tls = ssl.create_default_context(cafile=ca_file)
+    limits: dict[str, Any] = {"limit": MAX_CONNECTIONS, "keepalive_timeout": KEEPALIVE_EXPIRY, "ssl": tls}
+    http_proxy = config.proxy
+    connector: aiohttp.BaseConnector
+    if config.proxy and config.proxy.startswith("socks"):
+        try:
+            from aiohttp_socks import ProxyConnector
+        except ImportError:
+            raise ValueError(
+                "connection extra proxy is a socks5:// URL, which needs the aiohttp-socks package "
+                "(pip install 'airflow-provider-smsonline[socks]')"
+            ) from None
+        connector = ProxyConnector.from_url(config.proxy.replace("socks5h://", "socks5://", 1), **limits)
+        http_proxy = None
+    else:
+        connector = aiohttp.TCPConnector(**limits)
+    policy.guard_http_loggers()
+    session = aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": policy.USER_AGENT},
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as requests reads them for the sync hook
+    )
+    return _Pool(session, http_proxy)
 
 
 # ----------------------------------------------------------------------------- connection lookup
@@ -135,32 +120,15 @@ class _FetchedConnection:
 
 async def _fetch_connection(conn_id: str) -> _FetchedConnection:
     """Look the connection up without blocking the event loop (nor deadlocking the triggerer)."""
-    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    from airflow_provider_smsonline._compat import aget_connection
 
-    try:
-        from airflow.providers.common.compat.connection import get_async_connection
-    except ImportError:  # pragma: no cover - common-compat older than get_async_connection
-        conn: Connection = await SmsOnlineHook.aget_connection(conn_id)
-    else:
-        try:
-            conn = await get_async_connection(conn_id, hook=SmsOnlineHook)
-        except ImportError:  # Airflow 3.1 outside a supervised process (no SUPERVISOR_COMMS)
-            conn = await asyncio.to_thread(SmsOnlineHook.get_connection, conn_id)
-    try:
-        from airflow.providers.common.compat.connection import get_async_extra_dejson
-    except ImportError:  # common-compat before 1.21 (Airflow 3.1)
-        if hasattr(conn, "aextra_dejson"):
-            extras = await conn.aextra_dejson()
-        else:
-            extras = await asyncio.to_thread(lambda: conn.extra_dejson)
-    else:
-        extras = await get_async_extra_dejson(conn)
+    fields = await aget_connection(conn_id)
     return _FetchedConnection(
         conn_id=conn_id,
-        host=conn.host,
-        port=conn.port,
-        password=conn.password,
-        extra_dejson=dict(extras or {}),
+        host=fields["host"],
+        port=fields["port"],
+        password=fields["password"],
+        extra_dejson=fields["extras"],
     )
 
 
@@ -173,13 +141,6 @@ async def _register_secrets(config: ClientConfig) -> None:
         return
     for form in config.secret_forms():
         await amask_secret(form)
-
-
-def _without_secret(text: str, secret: str | None) -> str:
-    if secret:
-        for form in dict.fromkeys((secret, quote_plus(secret), quote(secret, safe=""))):
-            text = text.replace(form, "***")
-    return text
 
 
 # ----------------------------------------------------------------------------- the client
@@ -202,6 +163,7 @@ class AsyncSmsOnlineClient:
         self.config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: _Pool | None = None
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
 
     @classmethod
     async def from_conn_id(cls, conn_id: str) -> AsyncSmsOnlineClient:
@@ -215,7 +177,7 @@ class AsyncSmsOnlineClient:
         try:
             config = ClientConfig.from_connection(cast("Connection", conn))
         except ValueError as error:
-            problem = _without_secret(str(error), conn.password)
+            problem = policy.redact(str(error), conn.password)
         else:
             await _register_secrets(config)
             if not config.verify_ssl:
@@ -240,8 +202,7 @@ class AsyncSmsOnlineClient:
         key = _pool_key(self.config)
         pool = pools.get(key)
         if pool is None:
-            _quiet_httpx_urls()
-            pool = pools[key] = _Pool(_new_http_client(self.config))
+            pool = pools[key] = _new_http_client(self.config)
         pool.users += 1
         self._loop, self._pool = loop, pool
         return pool
@@ -259,7 +220,7 @@ class AsyncSmsOnlineClient:
         key = _pool_key(self.config)
         if pools.get(key) is pool:
             del pools[key]
-        await pool.http.aclose()
+        await pool.http.close()
 
     async def __aenter__(self) -> AsyncSmsOnlineClient:
         self._acquire()
@@ -270,49 +231,52 @@ class AsyncSmsOnlineClient:
 
     # ------------------------------------------------------------------ the wire
 
-    async def _exchange(self, params: Mapping[str, str]) -> tuple[int, bytes]:
-        """Send one request; return (status, body) or raise an error that never holds the key."""
+    async def _exchange(self, request: Request) -> tuple[int, bytes]:
+        """Send one request; return (status, body) or raise the policy's typed error."""
         config = self.config
         pool = self._acquire()
-        action = params.get("action", "?")
-        timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout, pool=POOL_TIMEOUT)
+        kind: Failure
+        reason = location = ""
         status = 0
-        sent = True
-        problem = ""
         try:
-            async with (
-                pool.slots,
-                pool.http.stream(
-                    "GET",
-                    config.endpoint,
-                    params={**params, "api_key": config.api_key},
-                    timeout=timeout,
-                    follow_redirects=False,
-                ) as response,
-            ):
-                status = response.status_code
-                if response.is_redirect:
-                    problem = redirect_problem(response.headers.get("Location", ""))
+            async with pool.http.get(
+                request.url,
+                params=request.query,
+                allow_redirects=False,
+                proxy=pool.proxy,
+                timeout=self._timeout,
+            ) as response:
+                status = response.status
+                location = response.headers.get("Location", "")
+                if policy.is_redirect(status, location):
+                    kind = Failure.REDIRECT
                 else:
-                    body = await _read_capped(response, config.max_response_bytes, config.timeout)
-                    return status, body
-        except AnswerLimitExceeded as exceeded:
-            problem = str(exceeded)
-            status = 0
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            sent = not _never_sent(exc)
-            problem = _describe(exc, config)
-            status = 0
-        # Raised outside the except blocks: the error keeps no httpx exception as its cause or
-        # context, whose request (and text, at times) holds the URL and so the key.
-        raise config.failure(action, problem, status=status, sent=sent)
+                    cap = BodyCap(config.max_response_bytes, response.headers.get("Content-Length"))
+                    async for chunk in response.content.iter_any():
+                        cap.add(chunk)
+                    return status, cap.body()
+        except AnswerTooLarge:
+            kind = Failure.TOO_LARGE
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            kind = _classify(exc)
+            reason = policy.os_reason(exc)
+        # Raised outside the except blocks: the error keeps no aiohttp exception as its cause or
+        # context, whose request info holds the URL and so the key.
+        raise policy.failure(config, request.action, kind, status=status, reason=reason, location=location)
 
     async def _call(self, params: Mapping[str, str], parse: Callable[[int, bytes], T]) -> T:
+        config = self.config
+        request = policy.build_request(config, params)
         started = time.monotonic()
-        status, body = await self._exchange(params)
-        result = parse(status, body)
-        log.debug("%s answered in %.3f s", params.get("action"), time.monotonic() - started)
-        return result
+        try:
+            status, body = await self._exchange(request)
+            result = policy.conclude(status, body, config, parse)
+        except SmsOnlineError as error:
+            problem = policy.settle(config, request, error)
+        else:
+            log.debug("%s answered in %.3f s", request.action, time.monotonic() - started)
+            return result
+        raise problem
 
     # ------------------------------------------------------------------ the API
 
@@ -339,72 +303,40 @@ class AsyncSmsOnlineClient:
 # ----------------------------------------------------------------------------- helpers
 
 
-async def _read_capped(response: httpx.Response, limit: int, seconds: float) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise AnswerLimitExceeded.too_large(limit)
-    deadline = time.monotonic() + seconds
-    chunks = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise AnswerLimitExceeded.too_large(limit)
-        if time.monotonic() > deadline:
-            raise AnswerLimitExceeded.too_slow(seconds)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _classify(exc: BaseException) -> Failure:
+    """The policy's name for an aiohttp failure."""
+    if isinstance(exc, aiohttp.ServerTimeoutError) and "connect" in type(exc).__name__.lower():
+        return Failure.CONNECT_TIMEOUT
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return Failure.DEADLINE
+    for cls, kind in (
+        (aiohttp.ClientConnectorCertificateError, Failure.TLS),
+        (aiohttp.ClientSSLError, Failure.TLS),
+        (aiohttp.ClientProxyConnectionError, Failure.PROXY),
+        (aiohttp.ClientHttpProxyError, Failure.PROXY),
+        (aiohttp.ClientConnectorError, Failure.CONNECT),
+        (aiohttp.InvalidURL, Failure.BAD_URL),
+        (aiohttp.ServerDisconnectedError, Failure.BROKEN),
+        (aiohttp.ClientPayloadError, Failure.BROKEN),
+        (aiohttp.ClientResponseError, Failure.PROTOCOL),
+    ):
+        if isinstance(exc, cls):
+            if kind is Failure.BROKEN and _decoding_failed(exc):
+                return Failure.DECODING
+            return kind
+    if type(exc).__module__.startswith("python_socks"):
+        return Failure.PROXY
+    if isinstance(exc, ValueError):  # a URL that yarl or the proxy setup refused
+        return Failure.BAD_URL
+    return Failure.BROKEN
 
 
-def _never_sent(exc: Exception) -> bool:
-    """True when the request surely never reached the server (connect failure, bad URL)."""
-    return isinstance(
-        exc,
-        (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            httpx.PoolTimeout,
-            httpx.ProxyError,
-            httpx.UnsupportedProtocol,
-            httpx.InvalidURL,
-        ),
-    )
-
-
-def _os_reason(exc: BaseException) -> str:
-    """The operating system's reason (``Connection refused`` …) from an exception's chain.
-
-    Only ``strerror``/TLS reasons are read: they never hold the URL, unlike httpx's texts.
-    """
+def _decoding_failed(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError) and current.reason:
-            return f"TLS: {current.reason}"
-        if isinstance(current, OSError) and current.strerror:
-            return str(current.strerror)
+        if type(current).__name__ == "ContentEncodingError" or "zlib" in type(current).__module__:
+            return True
         current = current.__cause__ or current.__context__
-    return ""
-
-
-def _describe(exc: Exception, config: ClientConfig) -> str:
-    """A short description of an httpx failure without its URL."""
-    for kind, text in (
-        (httpx.ConnectTimeout, f"connecting took longer than {config.connect_timeout:g} s"),
-        (httpx.ReadTimeout, f"no answer within {config.timeout:g} s"),
-        (httpx.WriteTimeout, "sending the request timed out"),
-        (httpx.PoolTimeout, f"no free connection in the pool within {POOL_TIMEOUT:g} s"),
-        (httpx.ProxyError, "the proxy failed"),
-        (httpx.UnsupportedProtocol, "the endpoint's scheme is not http or https"),
-        (httpx.InvalidURL, "the endpoint is not a valid URL"),
-        (httpx.ConnectError, "could not connect"),
-        (httpx.RemoteProtocolError, "the server broke the connection or the HTTP protocol"),
-        (httpx.DecodingError, "the answer could not be decoded"),
-        (httpx.ReadError, "the connection broke while the answer arrived"),
-        (httpx.WriteError, "the connection broke while the request was sent"),
-    ):
-        if isinstance(exc, kind):
-            reason = _os_reason(exc)
-            return f"{text} ({reason})" if reason else text
-    return type(exc).__name__
+    return False
