@@ -5,9 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Where the provider's documentation lives: the README of its source repository. The same URL
+#: is the package's ``Documentation`` Project-URL, which Airflow 3.3 reads for the providers page.
+DOCUMENTATION_URL = (
+    "https://github.com/airflow-provider-smsonline/airflow-provider-smsonline/blob/main/README.md"
+)
+
+#: README sections that teach a task, as absolute URLs (a provider outside Airflow's own docs
+#: tree has no ``/docs/...`` path to give).
+HOW_TO_GUIDES = (
+    f"{DOCUMENTATION_URL}#operators",
+    f"{DOCUMENTATION_URL}#waiting-for-an-sms",
+    f"{DOCUMENTATION_URL}#taskflow-the-hook-in-a-task",
+    f"{DOCUMENTATION_URL}#connections-from-a-secrets-backend",
+    f"{DOCUMENTATION_URL}#one-charging-task-at-a-time-a-pool",
+)
+
 
 def get_provider_info() -> dict[str, Any]:
-    """Return the provider-info dict Airflow reads (kebab-case keys)."""
+    """Return the provider-info dict Airflow reads (kebab-case keys), shaped as official providers
+    shape theirs: ``versions`` lists this release, ``documentation-url`` the docs, and each
+    integration names its external docs, how-to guides and tags."""
     from airflow_provider_smsonline import __version__
 
     return {
@@ -15,10 +33,12 @@ def get_provider_info() -> dict[str, Any]:
         "name": "SMS.online",
         "description": "Rent SMS.online virtual numbers, read their SMS, renew and release them.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {
                 "integration-name": "SMS.online",
                 "external-doc-url": "https://sms.online/help/api-docs/getRentNumber",
+                "how-to-guide": list(HOW_TO_GUIDES),
                 "tags": ["service"],
             }
         ],

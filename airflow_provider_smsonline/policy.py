@@ -41,16 +41,15 @@ from airflow_provider_smsonline.exceptions import (
     UnknownCodeError,
 )
 
+# Charging actions carry no idempotency key: never re-sent, and an unreadable answer to them
+# means "the outcome is unknown".
+from airflow_provider_smsonline.protocol.actions import CHARGING_ACTIONS, DEFAULT_ENDPOINT, ENDPOINT_PATH
+
 if TYPE_CHECKING:
     from airflow.sdk.definitions.connection import Connection
 
 T = TypeVar("T")
 
-DEFAULT_ENDPOINT = "https://api.sms.online/stubs/handler_api.php"
-ENDPOINT_PATH = "/stubs/handler_api.php"
-#: Actions that charge money and carry no idempotency key: never re-sent, and an unreadable
-#: answer to them means "the outcome is unknown".
-CHARGING_ACTIONS = frozenset({"getRentNumber", "continueRentNumber"})
 USER_AGENT = "airflow-provider-smsonline"
 
 #: Defaults and bounds of the connection's extras.

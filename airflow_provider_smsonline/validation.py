@@ -138,7 +138,7 @@ def validate_moment(name: str, value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     try:
-        from airflow_provider_smsonline.protocol import parse_datetime
+        from airflow_provider_smsonline.dates import parse_datetime
 
         return parse_datetime(value, timezone.utc)
     except ValueError:

@@ -2,6 +2,7 @@
 # Airflow's metadata DB and checked against the sandbox's own books.
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -119,6 +120,56 @@ def test_keep_number_rents_then_renews_then_replaces_an_ended_rental(
     replaced = third.xcom("remember")
     assert replaced["id"] != kept["id"]
     assert len(_charges_of(sandbox, kept["id"])) == 2  # the expired rental was not charged again
+
+
+def test_taskflow_example_rents_reads_and_finishes_through_the_hook(
+    airflow: LocalAirflow, sandbox: Sandbox
+) -> None:
+    run = airflow.dags_test("smsonline_taskflow")
+
+    assert run.state == "success", run.output[-3000:]
+    rented = run.task("rent_number").xcoms
+    rent_id = rented["id"]
+    assert rented["return_value"] == {k: rented[k] for k in ("id", "number", "end_date")}
+    assert run.xcom("read_number") == rented["number"] == _rental(sandbox, rent_id)["number"]
+    assert _rental(sandbox, rent_id)["status"] == "finished"
+    assert len(_charges_of(sandbox, rent_id)) == 1
+
+
+def test_taskflow_example_reads_its_connection_from_a_secrets_backend(
+    airflow: LocalAirflow, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The README's secrets-backend shape (conn_type, password = key, host, extra), served by
+    # Airflow's own file backend; no AIRFLOW_CONN_* variable is left to fall back on.
+    connections = tmp_path / "connections.json"
+    connections.write_text(
+        json.dumps(
+            {
+                "smsonline_default": {
+                    "conn_type": "smsonline",
+                    "password": sandbox.api_key,
+                    "host": sandbox.url,
+                    "extra": {"timeout": 20, "read_retries": 1},
+                }
+            }
+        )
+    )
+    saved = dict(airflow.extra_env)
+    airflow.extra_env.pop("AIRFLOW_CONN_SMSONLINE_DEFAULT")
+    airflow.extra_env["AIRFLOW__SECRETS__BACKEND"] = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    airflow.extra_env["AIRFLOW__SECRETS__BACKEND_KWARGS"] = json.dumps(
+        {"connections_file_path": str(connections)}
+    )
+    try:
+        run = airflow.dags_test("smsonline_taskflow")
+    finally:
+        airflow.extra_env.clear()
+        airflow.extra_env.update(saved)
+
+    assert run.state == "success", run.output[-3000:]
+    rent_id = run.xcom("rent_number", "id")
+    assert _rental(sandbox, rent_id)["status"] == "finished"
+    assert len(_charges_of(sandbox, rent_id)) == 1
 
 
 def test_no_example_run_leaks_the_api_key(airflow: LocalAirflow) -> None:

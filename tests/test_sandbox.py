@@ -35,6 +35,13 @@ from airflow_provider_smsonline.exceptions import (
     ServerError,
 )
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox, SandboxError, price_of
+from airflow_provider_smsonline.sandbox.documented import (
+    DOCUMENTED,
+    RICH_EXTRAS,
+    UNDOCUMENTED,
+    mismatches,
+    undocumented_fields,
+)
 from tests.conftest import CANARY_KEY, assert_no_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +111,30 @@ def test_importing_the_sandbox_loads_neither_airflow_nor_requests() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)
+
+
+def test_sandbox_modules_are_small_and_import_each_other_one_way() -> None:
+    import ast
+
+    package = ROOT / "airflow_provider_smsonline" / "sandbox"
+    prefix = "airflow_provider_smsonline.sandbox."
+    names = {path.stem for path in package.glob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        source = path.read_text()
+        assert len(source.splitlines()) < 400, f"{path.name} has grown past 400 lines"
+        found = set()
+        for node in ast.walk(ast.parse(source)):  # every import, those inside functions included
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        edges[path.stem] = {m.removeprefix(prefix) for m in found if m.startswith(prefix)} & names
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
+
+    assert [name for name in edges if reaches(name, name, set())] == []
 
 
 def test_sandbox_exposes_url_base_url_host_port_and_api_key(sandbox: Sandbox) -> None:
@@ -193,8 +224,27 @@ def test_rent_time_defaults_to_4_hours(api: Api, sandbox: Sandbox) -> None:
     assert rental.end_date - created == timedelta(hours=4)
 
 
-def test_rental_ids_increase_from_1000(api: Api) -> None:
-    assert [api.rent().id for _ in range(3)] == [1000, 1001, 1002]
+def test_rental_ids_increase_by_one_from_at_least_1000(api: Api) -> None:
+    ids = [api.rent().id for _ in range(3)]
+    assert ids[0] >= 1000 and ids == [ids[0], ids[0] + 1, ids[0] + 2]
+
+
+def test_rental_ids_never_repeat_after_a_reset(api: Api, sandbox: Sandbox) -> None:
+    # Claims on rental ids outlive a reset (they sit in Airflow Variables): a reused id would
+    # be taken for another task's rental.
+    before = [api.rent().id for _ in range(3)]
+    sandbox.reset()
+    assert control(sandbox, "POST", "/sandbox/reset", {}).status_code == 200
+    after = [api.rent().id for _ in range(3)]
+    assert min(after) > max(before)
+
+
+def test_rental_ids_never_repeat_across_sandboxes_of_one_process(session: requests.Session) -> None:
+    ids = []
+    for _ in range(2):
+        with Sandbox(port=0, api_key=CANARY_KEY) as sb:
+            ids += [Api(sb, session).rent().id for _ in range(2)]
+    assert len(set(ids)) == 4
 
 
 def test_get_rent_status_without_sms_answers_status_wait_code(api: Api) -> None:
@@ -948,6 +998,144 @@ def test_sms_without_text_is_400(api: Api, sandbox: Sandbox) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- documented shapes, zones
+
+
+def _answers_of_every_action(sandbox: Sandbox, session: requests.Session) -> dict[str, Any]:
+    """A success answer of each action the sandbox serves, parsed (getBalance: its text)."""
+    api = Api(sandbox, session)
+    rental, other = api.rent(rent_time=8), api.rent(country=1)
+    sandbox.deliver_sms(rental.id, text="Code 1")
+    sandbox.deliver_sms(rental.id, text="Code 2")
+    bodies = {
+        "getBalance": api.get(action="getBalance")[1],
+        "getRentNumber": api.get(action="getRentNumber", service="wa", country=2)[1],
+        "continueRentNumber": api.get(action="continueRentNumber", id=rental.id, rent_time=4)[1],
+        "getRentStatus": api.get(action="getRentStatus", id=rental.id)[1],
+        "getRentList": api.get(action="getRentList")[1],
+        "getContinueRentPrice": api.get(action="getContinueRentPrice", id=rental.id, rent_time=24)[1],
+        "getRentPrices": api.get(action="getRentPrices", country=0)[1],
+        "setRentStatus": api.get(action="setRentStatus", id=other.id, status=1)[1],
+        "getRentHistory": api.get(action="getRentHistory")[1],
+    }
+    return {a: body.decode() if a == "getBalance" else json.loads(body) for a, body in bodies.items()}
+
+
+def test_documented_only_answers_exactly_the_documented_shape_of_every_action(
+    session: requests.Session,
+) -> None:
+    with Sandbox(port=0, api_key=CANARY_KEY, documented_only=True) as sb:
+        answers = _answers_of_every_action(sb, session)
+    assert set(answers) == set(DOCUMENTED) == set(sb.books.actions)
+    for action, answer in answers.items():
+        assert mismatches(DOCUMENTED[action].success, answer) == [], action
+
+
+def test_the_default_sandbox_adds_exactly_the_rich_extras_and_nothing_else(
+    sandbox: Sandbox, session: requests.Session
+) -> None:
+    for action, answer in _answers_of_every_action(sandbox, session).items():
+        problems = mismatches(DOCUMENTED[action].success, answer)
+        assert {problem for _, problem in problems} <= {UNDOCUMENTED}, (action, problems)
+        assert undocumented_fields(action, answer) == RICH_EXTRAS.get(action, frozenset()), action
+
+
+def test_the_shape_check_names_every_departure_from_the_docs() -> None:
+    row = {"id": 1049, "phone": "79959707564", "price": "1.50", "endDate": "2025-01-01T00:00:00"}
+    problems = mismatches(DOCUMENTED["getRentList"].success, {"status": "success", "values": [row]})
+    assert sorted(problems) == [
+        ("values[].endDate", UNDOCUMENTED),
+        ("values[].hours", "missing"),
+        ("values[].id", "expected a string (digits), got 1049"),
+    ]
+    assert mismatches(DOCUMENTED["getBalance"].success, "ACCESS_BALANCE:1.5") == []
+    assert mismatches(DOCUMENTED["getRentStatus"].success, {"status": "success"}) == [
+        ("quantity", "missing"),
+        ("values", "missing"),
+    ]
+
+
+def test_documented_answers_are_read_by_the_client_as_today(session: requests.Session) -> None:
+    with Sandbox(port=0, api_key=CANARY_KEY, documented_only=True) as sb:
+        api = Api(sb, session)
+        rental = api.rent()
+        (entry,) = protocol.parse_rent_list(*api.get(action="getRentList"))
+        renewed = protocol.parse_rental(*api.get(action="continueRentNumber", id=rental.id, rent_time=4))
+    assert (entry.id, entry.number, entry.hours, dict(entry.extra)) == (rental.id, rental.number, 4, {})
+    assert dict(rental.extra) == {} and renewed.end_date - rental.end_date == timedelta(hours=4)
+
+
+@pytest.mark.parametrize("hours", [3, -4, 5.75, 0])
+def test_utc_offset_writes_every_date_in_that_zone_without_an_offset(
+    session: requests.Session, webhook_receiver: tuple[str, type[_Hook]], hours: float
+) -> None:
+    shift = timedelta(hours=hours)
+    url, hook = webhook_receiver
+    with Sandbox(port=0, api_key=CANARY_KEY, utc_offset=hours) as sb:
+        api = Api(sb, session)
+        end_date = json.loads(api.get(action="getRentNumber", service="tg", country=0, url=url)[1])["phone"]
+        sb.deliver_sms(end_date["id"], text="Code 1")
+        assert hook.arrived.wait(5)
+        (record,) = sb.state()["rentals"]
+        (listed,) = json.loads(api.get(action="getRentList")[1])["values"]
+        (history,) = json.loads(api.get(action="getRentHistory")[1])
+        sms = json.loads(api.get(action="getRentStatus", id=record["id"])[1])["values"]["0"]
+    true_end = protocol.parse_datetime(record["end_date"])
+    true_sms = protocol.parse_datetime(record["sms"][0]["date"])
+    created = protocol.parse_datetime(record["created"])
+    assert end_date["endDate"] == listed["endDate"] == (true_end + shift).strftime("%Y-%m-%dT%H:%M:%S")
+    assert sms["date"] == (true_sms + shift).strftime("%Y-%m-%d %H:%M:%S")
+    assert json.loads(hook.received[0])["sms"]["date"] == sms["date"]
+    assert history["date"] == (created + shift).strftime("%Y-%m-%d %H:%M:%S")
+    assert sb.state()["utc_offset_hours"] == hours
+
+
+@pytest.mark.parametrize("hours", [15, -12.5, 3.1, float("nan"), "3", True])
+def test_an_impossible_utc_offset_is_refused_naming_it(hours: Any) -> None:
+    with pytest.raises(ValueError, match="utc_offset must be a number of hours from -12 to 14"):
+        Sandbox(port=0, utc_offset=hours)
+
+
+def test_get_rent_history_lists_every_rental_newest_first_with_cost_sms_and_status(
+    api: Api, sandbox: Sandbox
+) -> None:
+    first, second, third = api.rent(), api.rent(rent_time=8), api.rent()
+    sandbox.deliver_sms(first.id, text="Code 1")
+    api.get(action="setRentStatus", id=second.id, status=1)
+    api.get(action="setRentStatus", id=third.id, status=2)
+    history = json.loads(api.get(action="getRentHistory")[1])
+    assert [(h["id"], h["status"], h["cost"]) for h in history] == [
+        (third.id, "2", 0.0),
+        (second.id, "1", float(price_of("tg", 0, 8))),
+        (first.id, "0", float(price_of("tg", 0, 4))),
+    ]
+    assert json.loads(history[2]["sms"]) == ["Code 1"] and history[2]["phone"] == first.number
+    paged = json.loads(api.get(action="getRentHistory", offset=1, limit=1)[1])
+    assert [h["id"] for h in paged] == [second.id]
+    sandbox.advance_clock(31 * 24 * 3600)
+    assert json.loads(api.get(action="getRentHistory")[1]) == []  # the 30-day window
+
+
+def test_cli_serves_documented_answers_in_the_given_zone() -> None:
+    process, url = _start_cli("--api-key", "k1", "--documented-only", "--utc-offset", "3")
+    try:
+        query = {"api_key": "k1", "action": "getRentNumber", "service": "tg", "country": 0}
+        phone = requests.get(url, params=query, timeout=5).json()["phone"]
+        rows = requests.get(url, params={"api_key": "k1", "action": "getRentList"}, timeout=5).json()
+        state = requests.get(url.replace("/stubs/handler_api.php", "/sandbox/state"), timeout=5).json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert set(phone) == {"id", "endDate", "number"} and set(rows["values"][0]) == {
+        "id",
+        "phone",
+        "price",
+        "hours",
+    }
+    true_end = protocol.parse_datetime(state["rentals"][0]["end_date"])
+    assert phone["endDate"] == (true_end + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 # ----------------------------------------------------------------------------- control API
 
 
@@ -991,7 +1179,6 @@ def test_reset_forgets_rentals_charges_counters_and_faults(api: Api, sandbox: Sa
     state = sandbox.state()
     assert (state["rentals"], state["charges"], state["faults"], state["requests"]) == ([], [], [], {})
     assert state["balance"] == "1000.00"
-    assert api.rent().id == 1000
 
 
 def test_clock_endpoint_moves_sandbox_time_forward(sandbox: Sandbox) -> None:
@@ -999,6 +1186,182 @@ def test_clock_endpoint_moves_sandbox_time_forward(sandbox: Sandbox) -> None:
     moved = control(sandbox, "POST", "/sandbox/clock", {"advance_seconds": 3600}).json()
     assert moved["offset_seconds"] == 3600
     assert protocol.parse_datetime(moved["now"]) - before >= timedelta(hours=1)
+
+
+# Bad control input of every kind: 400, a JSON error naming the field and what is allowed, and
+# the sandbox exactly as it was. Rows: method, path ({rental}: an active rental), body (a dict is
+# sent as JSON, bytes as they are), the field named, a fragment of what is allowed.
+CLOCK, RESET, FAULTS, SMS = (
+    "/sandbox/clock",
+    "/sandbox/reset",
+    "/sandbox/faults",
+    "/sandbox/rentals/{rental}/sms",
+)
+RANDOM = {"mode": "random", "action": "getBalance", "rate": 0.5}
+OVERSIZED = b'{"text": "' + b"x" * (1024 * 1024 + 16) + b'"}'
+CONTROL_BAD_INPUTS: list[tuple[str, str, Any, str, str]] = [
+    ("POST", CLOCK, {"advance_seconds": 4e11}, "advance_seconds", "at most"),
+    ("POST", CLOCK, {"advance_seconds": -1}, "advance_seconds", "from 0"),
+    ("POST", CLOCK, {"advance_seconds": True}, "advance_seconds", "number of seconds"),
+    ("POST", CLOCK, {"advance_seconds": [60]}, "advance_seconds", "number of seconds"),
+    ("POST", CLOCK, {"advance_seconds": None}, "advance_seconds", "number of seconds"),
+    ("POST", CLOCK, b'{"advance_seconds": NaN}', "advance_seconds", "finite"),
+    ("POST", CLOCK, b'{"advance_seconds": Infinity}', "advance_seconds", "finite"),
+    ("POST", CLOCK, {}, "advance_seconds", "required"),
+    ("POST", CLOCK, b"", "advance_seconds", "required"),
+    ("POST", CLOCK, {"advance_seconds": 60, "jump": 1}, "jump", "allowed: advance_seconds"),
+    ("POST", RESET, {"balance": 1e300}, "balance", "at most"),
+    ("POST", RESET, {"balance": "1e30"}, "balance", "at most"),
+    ("POST", RESET, {"balance": -5}, "balance", "from 0"),
+    ("POST", RESET, {"balance": "NaN"}, "balance", "finite"),
+    ("POST", RESET, b'{"balance": Infinity}', "balance", "finite"),
+    ("POST", RESET, {"balance": True}, "balance", "a number"),
+    ("POST", RESET, {"balance": {"usd": 1}}, "balance", "a number"),
+    ("POST", RESET, {"stock": -1}, "stock", "from 0"),
+    ("POST", RESET, {"stock": 10**12}, "stock", "at most 1000000000"),
+    ("POST", RESET, {"stock": 1.5}, "stock", "an integer"),
+    ("POST", RESET, {"stock": "many"}, "stock", "an integer"),
+    ("POST", RESET, {"balanse": 5}, "balanse", "allowed: balance, stock"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "explode"}, "mode", "one of http_500"),
+    ("POST", FAULTS, {"action": "noSuchAction", "mode": "http_500"}, "action", "one of getBalance"),
+    ("POST", FAULTS, {"action": 5, "mode": "http_500"}, "action", "one of getBalance"),
+    ("POST", FAULTS, {"mode": "http_500"}, "action", "required"),
+    ("POST", FAULTS, {"action": "getBalance"}, "mode", "required"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "slow", "delay": 1e300}, "delay", "at most"),
+    ("POST", FAULTS, b'{"action": "getBalance", "mode": "slow", "delay": NaN}', "delay", "finite"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "slow", "delay": -1}, "delay", "from 0"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "http_500", "count": 0}, "count", "from 1"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "http_500", "count": 10**12}, "count", "at most"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "http_500", "count": 2.5}, "count", "an integer"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "http_500", "count": "x"}, "count", "an integer"),
+    ("POST", FAULTS, {"action": "getBalance", "mode": "http_500", "times": 2}, "times", "allowed: action"),
+    ("POST", FAULTS, b'{"mode": "random", "action": "getBalance", "rate": NaN}', "rate", "from 0 to 1"),
+    ("POST", FAULTS, {**RANDOM, "rate": 2}, "rate", "from 0 to 1"),
+    ("POST", FAULTS, {**RANDOM, "rate": "half"}, "rate", "from 0 to 1"),
+    ("POST", FAULTS, {"mode": "random", "action": "getBalance"}, "rate", "required"),
+    ("POST", FAULTS, {**RANDOM, "modes": ["explode"]}, "modes", "http_500"),
+    ("POST", FAULTS, {**RANDOM, "modes": []}, "modes", "non-empty list"),
+    ("POST", FAULTS, {**RANDOM, "modes": "http_500"}, "modes", "non-empty list"),
+    ("POST", FAULTS, {**RANDOM, "seed": "x"}, "seed", "an integer"),
+    ("POST", FAULTS, {**RANDOM, "seed": 2**70}, "seed", "an integer"),
+    ("POST", FAULTS, {**RANDOM, "delays": {"slow": 1e300}}, "delays", "at most"),
+    ("POST", FAULTS, {**RANDOM, "delays": {"explode": 1}}, "delays", "fault modes"),
+    ("POST", FAULTS, {**RANDOM, "delays": [1]}, "delays", "fault modes"),
+    ("POST", FAULTS, {**RANDOM, "rates": 0.5}, "rates", "allowed: mode"),
+    ("POST", SMS, {}, "text", "required"),
+    ("POST", SMS, {"text": 5}, "text", "a string"),
+    ("POST", SMS, {"text": "x" * 20_000}, "text", "at most"),
+    ("POST", SMS, {"text": "hi", "phone_from": ""}, "phone_from", "non-empty string"),
+    ("POST", SMS, {"text": "hi", "phone_from": 7}, "phone_from", "non-empty string"),
+    ("POST", SMS, {"text": "hi", "service": 5}, "service", "non-empty string"),
+    ("POST", SMS, {"text": "hi", "colour": "red"}, "colour", "allowed: text"),
+    *[
+        ("POST", path, body, "body", allowed)
+        for path in (CLOCK, RESET, FAULTS, SMS)
+        for body, allowed in (
+            (b"{", "a JSON object"),
+            (b"[1]", "a JSON object"),
+            (b"null", "a JSON object"),
+            (b"\xff\xfe{}", "a JSON object"),
+            (OVERSIZED, "at most"),
+        )
+    ],
+]
+
+
+def _state_but_now(sandbox: Sandbox) -> dict[str, Any]:
+    state = sandbox.state()
+    state.pop("now")
+    return state
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "allowed"),
+    CONTROL_BAD_INPUTS,
+    ids=[f"{i}-{row[1].split('/')[2]}-{row[3]}" for i, row in enumerate(CONTROL_BAD_INPUTS)],
+)
+def test_bad_control_input_answers_400_naming_the_field_and_changes_nothing(
+    api: Api, sandbox: Sandbox, method: str, path: str, body: Any, field: str, allowed: str
+) -> None:
+    rental = api.rent()
+    sandbox.advance_clock(60)
+    sandbox.inject_fault("getRentList", "http_500")
+    before = _state_but_now(sandbox)
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    response = requests.request(
+        method,
+        sandbox.base_url + path.format(rental=rental.id),
+        data=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["field"] == field
+    assert field in error["error"] and allowed in error["error"], error["error"]
+    assert _state_but_now(sandbox) == before
+    assert api.get(action="getBalance") == (200, b"ACCESS_BALANCE:" + before["balance"].encode())
+    assert control(sandbox, "GET", "/sandbox/clock").status_code == 200
+
+
+HOSTILE_VALUES: list[Any] = [
+    None, True, -1, 0, 2.5, 1e308, -1e308, float("nan"), float("inf"), 2**80, "", "--5", "-0", "1e999",
+    "٣", "x" * 5000, [], {}, [1], {"a": 1},
+]  # fmt: skip
+CONTROL_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    (CLOCK, {}, "advance_seconds"),
+    (RESET, {}, "balance"),
+    (RESET, {}, "stock"),
+    (FAULTS, {"action": "getBalance", "mode": "http_500"}, "action"),
+    (FAULTS, {"action": "getBalance", "mode": "http_500"}, "mode"),
+    (FAULTS, {"action": "getBalance", "mode": "http_500"}, "count"),
+    (FAULTS, {"action": "getBalance", "mode": "slow"}, "delay"),
+    *[(FAULTS, dict(RANDOM), name) for name in ("action", "rate", "modes", "seed", "delays")],
+    *[(SMS, {"text": "hi"}, name) for name in ("text", "phone_from", "service")],
+]
+
+
+def test_no_control_field_value_answers_500_and_a_refusal_changes_nothing(api: Api, sandbox: Sandbox) -> None:
+    for path, base, name in CONTROL_FIELDS:
+        sandbox.reset()
+        rental = api.rent()
+        for value in HOSTILE_VALUES:
+            before = _state_but_now(sandbox)
+            body = json.dumps({**base, name: value}).encode()
+            response = requests.post(sandbox.base_url + path.format(rental=rental.id), data=body, timeout=10)
+            assert response.status_code in (200, 400), (path, name, value, response.text)
+            if response.status_code == 400:
+                assert response.json()["field"] == name, (path, name, value)
+                assert _state_but_now(sandbox) == before, (path, name, value)
+            sandbox.clear_faults()
+    assert api.get(action="getBalance")[0] == 200
+
+
+def test_the_clock_refuses_to_run_past_its_limit_in_steps_too(sandbox: Sandbox) -> None:
+    limit = control(sandbox, "POST", CLOCK, {"advance_seconds": 4e11}).json()["error"]
+    maximum = float(re.search(r"at most (\d+)", limit).group(1))  # type: ignore[union-attr]
+    assert control(sandbox, "POST", CLOCK, {"advance_seconds": maximum}).status_code == 200
+    response = control(sandbox, "POST", CLOCK, {"advance_seconds": 1})
+    assert response.status_code == 400 and response.json()["field"] == "advance_seconds"
+    assert control(sandbox, "GET", CLOCK).json()["offset_seconds"] == maximum
+
+
+def test_bad_control_input_in_process_raises_sandbox_error_naming_the_field(sandbox: Sandbox) -> None:
+    calls = [
+        lambda: sandbox.advance_clock(4e11),
+        lambda: sandbox.reset(balance=Decimal("1e40")),
+        lambda: sandbox.inject_fault("getBalance", "slow", delay=1e300),
+    ]
+    for call, field in zip(calls, ["advance_seconds", "balance", "delay"], strict=True):
+        with pytest.raises(SandboxError) as caught:
+            call()
+        assert caught.value.field == field and caught.value.status == 400
+    assert sandbox.state()["clock_offset_seconds"] == 0 and sandbox.state()["faults"] == []
+
+
+def test_a_sandbox_with_an_absurd_balance_is_refused_naming_the_balance() -> None:
+    with pytest.raises(ValueError, match="balance"):
+        Sandbox(port=0, balance=Decimal("1e40"))
 
 
 @pytest.mark.parametrize("path", ["/sandbox/nope", "/sandbox/rentals/x/sms", "/elsewhere"])
@@ -1066,6 +1429,43 @@ def test_cli_logs_requests_only_when_verbose_and_never_the_api_key() -> None:
         process.kill()
     assert "/stubs/handler_api.php" in stderr
     assert_no_key(stderr)
+
+
+def test_cli_help_shows_every_option_with_its_default_and_what_it_does() -> None:
+    from airflow_provider_smsonline.sandbox.__main__ import build_parser
+
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_smsonline.sandbox", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # argparse wraps lines where it likes
+    options = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+    expected = {
+        "--host": "127.0.0.1",
+        "--port": "8765",
+        "--api-key": "sandbox",
+        "--balance": "1000",
+        "--stock": "50",
+        "--seed": "None",
+        "--cancel-window": "1200",
+        "--webhook-timeout": "2.0",
+        "--allow-remote": "False",
+        "--verbose": "False",
+    }
+    assert set(expected) <= {a.option_strings[-1] for a in options}
+    for action in options:
+        option = action.option_strings[-1]
+        entry = re.search(
+            rf"\s{re.escape(option)}\b(.*?)\(default: ([^)]*)\)", text[text.index("options:") :]
+        )
+        assert entry, f"{option} shows no default"
+        assert len(entry.group(1).split()) >= 3, f"{option} does not say what it does"
+        if option in expected:
+            assert entry.group(2) == expected[option], option
 
 
 def test_cli_refuses_a_non_loopback_host_without_allow_remote() -> None:

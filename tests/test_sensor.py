@@ -115,15 +115,33 @@ def test_poke_pushes_the_code_sms_and_text_on_a_match(api: Any) -> None:
 
 
 def test_execute_returns_sms_and_code_as_return_value(api: Any) -> None:
-    api.get(MOCK_ENDPOINT, text=sms_body(("code: 1234", STARTED + timedelta(seconds=5))))
+    api.get(
+        MOCK_ENDPOINT,
+        [{"text": "STATUS_WAIT_CODE"}, {"text": sms_body(("code: 1234", STARTED + timedelta(seconds=5)))}],
+    )
 
-    assert sensor().execute(context_of(SensorTaskInstance()))["code"] == "1234"
+    assert sensor(poke_interval=0).execute(context_of(SensorTaskInstance()))["code"] == "1234"
 
 
-def test_sms_from_before_the_task_started_are_ignored(api: Any) -> None:
-    api.get(MOCK_ENDPOINT, text=sms_body(("code: 1111", STARTED - timedelta(minutes=1))))
+@pytest.mark.parametrize("server_offset_hours", [3, -5])
+def test_an_sms_already_on_the_rental_never_counts_and_a_later_one_always_does(
+    api: Any, server_offset_hours: int
+) -> None:
+    # The server writes its dates in a zone it never names: UTC+3 puts the old SMS "after" the
+    # start, a server behind UTC puts the new one "before" it. Neither may fool the wait.
+    now = datetime.now(timezone.utc) + timedelta(hours=server_offset_hours)
+    old = ("code: 1111", now - timedelta(minutes=1))
+    new = ("code: 2222", now - timedelta(seconds=30))  # listed first: the server's newest
+    api.get(
+        MOCK_ENDPOINT,
+        [{"text": sms_body(old)}, {"text": sms_body(old)}, {"text": sms_body(new, old)}],
+    )
 
-    assert sensor().poke(context_of(SensorTaskInstance())) is False
+    result = sensor(poke_interval=0).execute(
+        context_of(SensorTaskInstance(start_date=datetime.now(timezone.utc)))
+    )
+
+    assert result["code"] == "2222"
 
 
 def test_a_rescheduled_sensor_counts_sms_since_its_first_poke(api: Any) -> None:
@@ -177,7 +195,9 @@ def test_the_sensor_times_out_as_airflow_sensors_do(api: Any) -> None:
 # ----------------------------------------------------------------------------- deferring
 
 
-def test_a_deferrable_sensor_defers_to_the_trigger_with_its_arguments(smsonline_conn: str) -> None:
+def test_a_deferrable_sensor_defers_to_the_trigger_with_its_arguments(api: Any) -> None:
+    old = ("code: 1111", STARTED)
+    api.get(MOCK_ENDPOINT, text=sms_body(old))
     wait = sensor(deferrable=True, poll_interval=3, timeout=900)
 
     with pytest.raises(TaskDeferred) as deferred:
@@ -191,7 +211,8 @@ def test_a_deferrable_sensor_defers_to_the_trigger_with_its_arguments(smsonline_
         "rent_id": 7,
         "smsonline_conn_id": "smsonline_default",
         "pattern": CODE_PATTERN,
-        "since": STARTED.isoformat(),
+        "since": None,
+        "seen": [protocol.fingerprint(protocol.parse_rent_status(200, sms_body(old))[0])],
         "poll_interval": 3.0,
         "jitter": 0.1,
         "end_date": None,

@@ -113,7 +113,9 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
         waited.append(seconds)
         await asyncio.sleep(0)
 
-    monkeypatch.setattr(trigger_module, "_sleep", record)
+    from airflow_provider_smsonline.triggers import _rent
+
+    monkeypatch.setattr(_rent, "_sleep", record)
     yield waited
 
 
@@ -257,6 +259,27 @@ def test_sms_from_before_since_are_ignored_until_a_new_one_arrives(
 
     assert payload["code"] == "2222"
     assert len(sleeps) == 1  # it waited once, past the old SMS
+
+
+@pytest.mark.parametrize("server_offset_hours", [3, -5])
+def test_sms_seen_when_the_wait_started_never_count_whatever_their_dates(
+    use_server: Callable, sleeps: list[float], server_offset_hours: int
+) -> None:
+    from airflow_provider_smsonline import protocol
+
+    shifted = SINCE + timedelta(hours=server_offset_hours)
+    old = ("code: 1111", shifted + timedelta(minutes=5))  # "after" the start on a UTC+3 server
+    new = ("code: 2222", shifted - timedelta(minutes=1))  # "before" it on a server behind UTC
+    seen = [protocol.fingerprint(sms) for sms in protocol.parse_rent_status(200, sms_body(old))]
+    payload = wait_with(
+        sequence((200, sms_body(old)), (200, sms_body(new, old))),
+        use_server,
+        pattern=CODE_PATTERN,
+        seen=seen,
+    )
+
+    assert payload["code"] == "2222"
+    assert len(sleeps) == 1
 
 
 def test_sms_that_do_not_match_the_pattern_are_ignored(use_server: Callable, sleeps: list[float]) -> None:

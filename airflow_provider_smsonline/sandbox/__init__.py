@@ -9,7 +9,11 @@ In process::
     with Sandbox(port=0, api_key="sandbox") as sandbox:
         print(sandbox.url)   # point an SMS.online connection's host here
 
-From a shell: ``python -m airflow_provider_smsonline.sandbox --port 8765 --api-key sandbox``.
+From a shell: ``python -m airflow_provider_smsonline.sandbox --port 8765 --api-key sandbox``
+(``--help`` lists every option and its default).
+
+``Sandbox(documented_only=True)`` answers only the fields SMS.online's pages document
+(:mod:`.documented` holds the table); ``Sandbox(utc_offset=3)`` writes every date in UTC+3.
 
 Control API (JSON, no API key, loopback clients only): ``GET /sandbox/state``,
 ``GET /sandbox/catalogue``, ``POST /sandbox/rentals/<id>/sms``, ``GET|POST|DELETE /sandbox/faults``

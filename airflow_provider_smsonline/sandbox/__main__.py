@@ -7,11 +7,34 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from types import FrameType
 
-from airflow_provider_smsonline.sandbox.server import Sandbox, is_loopback_host
+import airflow_provider_smsonline.sandbox.inputs as inputs
+from airflow_provider_smsonline.sandbox.server import (
+    DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+    MAX_WEBHOOK_TIMEOUT_SECONDS,
+    Sandbox,
+    is_loopback_host,
+)
 from airflow_provider_smsonline.sandbox.state import DEFAULT_CANCEL_WINDOW_SECONDS
+
+_EPILOG = """\
+control API (JSON, loopback clients only):
+  GET  /sandbox/state              balance, rentals, charges, counters, faults
+  GET  /sandbox/catalogue          services, countries, operators, prices
+  POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...}
+  POST /sandbox/faults             {"action": ..., "mode": ..., "count": N, "delay": S}
+                                   or {"mode": "random", "action": ..., "rate": R, "seed": N}
+  DELETE /sandbox/faults           clear faults
+  POST /sandbox/clock              {"advance_seconds": S}
+  POST /sandbox/reset              {"balance": ..., "stock": N} (both optional)
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help; the epilog's layout kept."""
 
 
 def _amount(text: str) -> Decimal:
@@ -19,28 +42,62 @@ def _amount(text: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
+    if not value.is_finite() or not 0 <= value <= inputs.MAX_BALANCE:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to {inputs.MAX_BALANCE}: {text!r}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def _stock(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    if not 0 <= value <= inputs.MAX_STOCK:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {inputs.MAX_STOCK}: {text!r}")
     return value
 
 
-def _seconds(text: str) -> float:
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535: {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if abs(value) > inputs.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must fit in 63 bits: {text!r}")
+    return value
+
+
+def _seconds_up_to(maximum: float) -> Callable[[str], float]:
+    def seconds(text: str) -> float:
+        try:
+            return inputs.seconds(text, "seconds", maximum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds from 0 to {maximum:g}: {text!r}"
+            ) from None
+
+    return seconds
+
+
+def _hours(text: str) -> float:
+    low, high = inputs.UTC_OFFSET_RANGE
     try:
         value = float(text)
+        inputs.utc_offset(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be hours from {low:g} to {high:g} in steps of 0.25: {text!r}"
+        ) from None
     return value
 
 
@@ -48,22 +105,51 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's options."""
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_smsonline.sandbox",
-        description="A local SMS.online look-alike: serves /stubs/handler_api.php and a control API "
+        description="A local SMS.online look-alike: serves /stubs/handler_api.php and a control API\n"
         "under /sandbox/. Prints the endpoint URL when ready; stops on Ctrl-C or SIGTERM.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_non_negative_int, default=8765, help="port (0: any free one)")
-    parser.add_argument("--api-key", default="sandbox", help="the API key to accept (default: sandbox)")
-    parser.add_argument("--balance", type=_amount, default=Decimal("1000"), help="starting balance")
-    parser.add_argument("--stock", type=_non_negative_int, default=50, help="numbers per service and country")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the phone numbers drawn")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=_port, default=8765, help="port to listen on (0: any free one)")
+    parser.add_argument("--api-key", default="sandbox", help="the only API key the sandbox accepts")
+    parser.add_argument(
+        "--balance", type=_amount, default=Decimal("1000"), help="the account's starting balance"
+    )
+    parser.add_argument(
+        "--stock", type=_stock, default=50, help="numbers each service and country starts with"
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=None, help="seed for the phone numbers drawn (None: random)"
+    )
     parser.add_argument(
         "--cancel-window",
-        type=_seconds,
+        type=_seconds_up_to(inputs.MAX_CLOCK_OFFSET_SECONDS),
         default=DEFAULT_CANCEL_WINDOW_SECONDS,
-        help="seconds after renting during which a cancel is refunded (default 1200)",
+        metavar="SECONDS",
+        help="seconds after renting during which a cancel is refunded",
     )
-    parser.add_argument("--webhook-timeout", type=_seconds, default=2.0, help="seconds per webhook post")
+    parser.add_argument(
+        "--webhook-timeout",
+        type=_seconds_up_to(MAX_WEBHOOK_TIMEOUT_SECONDS),
+        default=DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="seconds a webhook post may take before it counts as failed",
+    )
+    parser.add_argument(
+        "--utc-offset",
+        type=_hours,
+        default=0,
+        metavar="HOURS",
+        help="the zone (hours east of UTC) the API writes every date in: endDate, SMS dates; "
+        "written without an offset, as SMS.online does",
+    )
+    parser.add_argument(
+        "--documented-only",
+        action="store_true",
+        help="answer only the fields SMS.online's pages document (no endDate, service, country in "
+        "getRentList, no cost in getRentNumber and continueRentNumber)",
+    )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -101,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         allow_remote=args.allow_remote,
         verbose=args.verbose,
         webhook_timeout=args.webhook_timeout,
+        utc_offset=args.utc_offset,
+        documented_only=args.documented_only,
     )
     try:
         sandbox.start()

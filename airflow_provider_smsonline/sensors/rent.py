@@ -1,5 +1,6 @@
 # The sensor that waits for an SMS on a rental: pokes with the sync hook, or defers to the
-# trigger so that no worker is held. Light at import: protocol, the hook, httpx and the trigger load late.
+# trigger so that no worker is held. Light at import: protocol, the hook, aiohttp and the trigger
+# load late.
 """Sensor that waits for an SMS (optionally matching a regex) on an SMS.online rental."""
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ def _validate_since(value: object) -> datetime | None:
 class RentSmsSensor(BaseSensorOperator):
     """Wait for an SMS on a rental, optionally one whose text matches ``pattern``, and push its code.
 
-    Only SMS received since the sensor started count (``since``; stable across reschedules and
-    deferral). Of those, the newest matching one wins; its code is the pattern's first group
-    that matched, else the whole match; without a pattern any new SMS matches and ``code`` is
-    ``None``.
+    Only SMS that reach the rental after the wait starts count. Without ``since``, the sensor
+    notes which SMS the rental holds when it starts (their fingerprints, not their texts) and
+    every SMS listed above those is new, whatever clock and zone the server writes its dates in;
+    in ``reschedule`` mode, where nothing survives between pokes, SMS stamped at or after the
+    first poke's start count (the server's dates read in the connection's ``server_timezone``).
+    With ``since``, SMS stamped at or after it count. Of the new SMS, the newest matching one
+    wins; its code is the pattern's first group that matched, else the whole match; without a
+    pattern any new SMS matches and ``code`` is ``None``.
 
     XCom: ``return_value`` is ``{"sms": {...}, "code": str | None}``; the keys ``sms``
     (``phone_from``, ``text``, ``service``, ``date``), ``code`` and ``text`` hold the parts.
@@ -59,8 +64,8 @@ class RentSmsSensor(BaseSensorOperator):
     :param pattern: a Python regular expression searched in each SMS text, e.g.
         ``r"\\b(\\d{4,8})\\b"``; ``None`` for any SMS (templated).
     :param since: ISO 8601 date and time (naive means UTC): only SMS stamped at or after it
-        count. Default: when this task instance started (the first try of a reschedule)
-        (templated).
+        count, as the server dates them. Default: the SMS the rental holds when the wait starts
+        are old, every later one is new (templated).
     :param smsonline_conn_id: the connection holding the API key.
     :param deferrable: wait in the triggerer instead of a worker.
     :param poll_interval: seconds between checks in the triggerer; also the default
@@ -93,6 +98,7 @@ class RentSmsSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self._args: dict[str, Any] | None = None
+        self._seen: list[str] | None = None
         check_fields(self._validators(), rendered=False)
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
@@ -113,7 +119,7 @@ class RentSmsSensor(BaseSensorOperator):
                 args = check_fields(self._validators(), rendered=True)
             except ValueError as error:
                 raise AirflowFailException(f"{self.task_id}: {error} (after rendering)") from None
-            if args["since"] is None:
+            if args["since"] is None and self.reschedule:
                 args["since"] = self._started_at(context)
             self._args = args
         return self._args
@@ -135,6 +141,7 @@ class RentSmsSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         self._args = None  # a new run renders afresh
         args = self._rendered(context)
+        self._seen = self._baseline(args) if args["since"] is None else None
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
@@ -146,7 +153,8 @@ class RentSmsSensor(BaseSensorOperator):
                 rent_id=args["rent_id"],
                 smsonline_conn_id=self.smsonline_conn_id,
                 pattern=args["pattern"],
-                since=args["since"].isoformat(),
+                since=args["since"].isoformat() if args["since"] is not None else None,
+                seen=self._seen,
                 poll_interval=self.poll_interval,
                 timeout_at=(datetime.now(timezone.utc) + timeout).isoformat(),
             ),
@@ -185,23 +193,39 @@ class RentSmsSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=result)
         raise failure from None
 
+    def _baseline(self, args: dict[str, Any]) -> list[str]:
+        """Fingerprints of the newest SMS the rental holds now: they and all below them are old.
+
+        :raises AirflowFailException: the rental has ended, or a failure only a person can fix.
+        :raises SmsOnlineError: a retryable failure (the task's retries apply).
+        """
+        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
+        from airflow_provider_smsonline.protocol import PAGE_SIZE, fingerprint
+
+        try:
+            with self.hook() as hook:
+                messages = hook.get_rent_status(args["rent_id"], page=0, size=PAGE_SIZE)
+        except RentalExpiredError as error:
+            raise self._ended(args["rent_id"], str(error)) from None
+        except (SmsOnlineError, ValueError) as error:
+            failure = fail_or_retry(error, self.smsonline_conn_id)
+        else:
+            self.log.info(
+                "Rental %s holds %d SMS already; waiting for a new one", args["rent_id"], len(messages)
+            )
+            return [fingerprint(sms) for sms in messages]
+        raise failure from None
+
     def _check(self, args: dict[str, Any]) -> SmsMatch | None:
-        from airflow_provider_smsonline.protocol import (
-            MAX_PAGES,
-            PAGE_SIZE,
-            find_sms_match,
-            older_page_needed,
-        )
+        from airflow_provider_smsonline.protocol import SmsWalk
         from airflow_provider_smsonline.validation import validate_pattern
 
-        regex = validate_pattern(args["pattern"])
+        walk = SmsWalk(validate_pattern(args["pattern"]), since=args["since"], seen=self._seen)
         with self.hook() as hook:
-            for page in range(MAX_PAGES):
-                messages = hook.get_rent_status(args["rent_id"], page=page, size=PAGE_SIZE)
-                match = find_sms_match(messages, args["since"], regex)
-                if match is not None or not older_page_needed(messages, args["since"], PAGE_SIZE):
-                    return match
-        return None
+            page: int | None = walk.first_page
+            while page is not None:
+                page = walk.feed(hook.get_rent_status(args["rent_id"], page=page, size=walk.page_size))
+        return walk.match
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: push the XComs, or fail with the event's message.

@@ -8,21 +8,15 @@ serialized classpath; this module is private.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_smsonline.protocol import (
-    MAX_PAGES,
-    PAGE_SIZE,
-    SmsMatch,
-    find_sms_match,
-    older_page_needed,
-)
-from airflow_provider_smsonline.triggers import rent as _public
+from airflow_provider_smsonline.protocol import SmsMatch, SmsWalk
 from airflow_provider_smsonline.validation import (
     validate_moment,
     validate_pattern,
@@ -33,6 +27,12 @@ from airflow_provider_smsonline.validation import (
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
 
+
+#: The longest wait, in seconds, between attempts while the server or the network fails.
+MAX_BACKOFF = 300.0
+
+# Indirection so tests can watch the waits without waiting.
+_sleep = asyncio.sleep
 
 # ----------------------------------------------------------------------------- the trigger
 
@@ -60,7 +60,11 @@ class RentSmsTrigger(BaseTrigger):
     :param rent_id: the rental's id.
     :param smsonline_conn_id: the Airflow connection holding the API key.
     :param pattern: a regular expression searched in each SMS text; ``None`` for any SMS.
-    :param since: ISO 8601; only SMS stamped at or after this second count. ``None``: any SMS.
+    :param since: ISO 8601; only SMS stamped at or after this second count (the server's dates,
+        read in the connection's ``server_timezone``). Ignored when ``seen`` is given.
+    :param seen: fingerprints of the SMS the rental held when the wait started
+        (:func:`~airflow_provider_smsonline.protocol.fingerprint`): every SMS listed above them
+        is new, whatever the server's clock and zone. ``None`` (and no ``since``): any SMS.
     :param poll_interval: seconds between checks.
     :param jitter: the fraction by which each wait varies at random (0.1: ±10 %).
     :param end_date: ISO 8601; when the rental ends (naive means UTC). After it, one last check.
@@ -79,6 +83,7 @@ class RentSmsTrigger(BaseTrigger):
         jitter: float = 0.1,
         end_date: str | datetime | None = None,
         timeout_at: str | datetime | None = None,
+        seen: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.rent_id = validate_rent_id(rent_id)
@@ -96,6 +101,9 @@ class RentSmsTrigger(BaseTrigger):
             raise ValueError(f"jitter must be a fraction from 0 up to (not including) 1, got {jitter!r}")
         self.poll_interval = validate_poll_interval(poll_interval)
         self.jitter = float(jitter)
+        if seen is not None and (isinstance(seen, str) or not all(isinstance(f, str) for f in seen)):
+            raise ValueError(f"seen must be a list of SMS fingerprints (strings) or None, got {seen!r}")
+        self.seen = list(seen) if seen is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The classpath and JSON-able kwargs that rebuild this trigger (no key: the conn id)."""
@@ -110,6 +118,7 @@ class RentSmsTrigger(BaseTrigger):
                 "jitter": self.jitter,
                 "end_date": self.end_date,
                 "timeout_at": self.timeout_at,
+                "seen": self.seen,
             },
         )
 
@@ -157,11 +166,9 @@ class RentSmsTrigger(BaseTrigger):
                         message = f"rental {self.rent_id} ended at {self.end_date}; the last check failed"
                         return self._event("expired", f"{message} ({error})", "ended")
                     failures += 1
-                    delay = self._capped(
-                        self._jittered(min(_public.MAX_BACKOFF, self.poll_interval * 2**failures))
-                    )
+                    delay = self._capped(self._jittered(min(MAX_BACKOFF, self.poll_interval * 2**failures)))
                     self.log.warning("Rental %s: %s; checking again in %.1f s", self.rent_id, error, delay)
-                    await _public._sleep(delay)
+                    await _sleep(delay)
                     continue
                 if match is not None:
                     self.log.info("Rental %s: an SMS from %s matched", self.rent_id, match.sms.phone_from)
@@ -170,16 +177,15 @@ class RentSmsTrigger(BaseTrigger):
                     message = f"rental {self.rent_id} ended at {self.end_date} before a matching SMS arrived"
                     return self._event("expired", message, "ended")
                 failures = 0
-                await _public._sleep(self._next_poll_delay())
+                await _sleep(self._next_poll_delay())
 
     async def _check(self, client: AsyncSmsOnlineClient) -> SmsMatch | None:
-        """One check: the newest pages until a match or SMS older than ``since``."""
-        for page in range(MAX_PAGES):
-            messages = await client.get_rent_status(self.rent_id, page=page, size=PAGE_SIZE)
-            match = find_sms_match(messages, self._since_at, self._regex)
-            if match is not None or not older_page_needed(messages, self._since_at, PAGE_SIZE):
-                return match
-        return None
+        """One check: the newest pages, as the shared walk asks for them."""
+        walk = SmsWalk(self._regex, since=self._since_at, seen=self.seen)
+        page: int | None = walk.first_page
+        while page is not None:
+            page = walk.feed(await client.get_rent_status(self.rent_id, page=page, size=walk.page_size))
+        return walk.match
 
     def _jittered(self, seconds: float) -> float:
         return seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
@@ -202,7 +208,7 @@ class RentSmsTrigger(BaseTrigger):
 
 
 # Its public home: where the triggerer imports it from and what serialize() names.
-RentSmsTrigger.__module__ = _public.__name__
+RentSmsTrigger.__module__ = "airflow_provider_smsonline.triggers.rent"
 
 
 def _now() -> datetime:

@@ -18,7 +18,6 @@ RentSmsTrigger``, the triggerer's ``import_string`` of the classpath and
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +26,11 @@ if TYPE_CHECKING:
         MAX_PAGES,
         PAGE_SIZE,
         SmsMatch,
+        SmsWalk,
         find_sms_match,
         older_page_needed,
     )
-    from airflow_provider_smsonline.triggers._rent import RentSmsTrigger
+    from airflow_provider_smsonline.triggers._rent import MAX_BACKOFF, RentSmsTrigger
 
 __all__ = [
     "MAX_BACKOFF",
@@ -38,23 +38,20 @@ __all__ = [
     "PAGE_SIZE",
     "RentSmsTrigger",
     "SmsMatch",
+    "SmsWalk",
     "find_sms_match",
     "older_page_needed",
 ]
 
-#: The longest wait, in seconds, between attempts while the server or the network fails.
-MAX_BACKOFF = 300.0
-
-# Indirection so tests can watch the waits without waiting (the trigger reads it from here).
-_sleep = asyncio.sleep
-
 # name -> the module it is loaded from on first access
 _LAZY = {
     "RentSmsTrigger": "airflow_provider_smsonline.triggers._rent",
+    "MAX_BACKOFF": "airflow_provider_smsonline.triggers._rent",
     # the rule the sensor shares, re-exported from protocol
     "MAX_PAGES": "airflow_provider_smsonline.protocol",
     "PAGE_SIZE": "airflow_provider_smsonline.protocol",
     "SmsMatch": "airflow_provider_smsonline.protocol",
+    "SmsWalk": "airflow_provider_smsonline.protocol",
     "find_sms_match": "airflow_provider_smsonline.protocol",
     "older_page_needed": "airflow_provider_smsonline.protocol",
 }

@@ -1,0 +1,113 @@
+# What each action sends: the endpoint, the action names and their query parameters. No I/O.
+"""The SMS.online actions and their parameters (the API key is added by the request policy)."""
+
+from __future__ import annotations
+
+from airflow_provider_smsonline.validation import (
+    non_negative_int,
+    validate_country,
+    validate_operator,
+    validate_rent_id,
+    validate_rent_time,
+    validate_service,
+    validate_webhook_url,
+)
+
+DEFAULT_ENDPOINT = "https://api.sms.online/stubs/handler_api.php"
+ENDPOINT_PATH = "/stubs/handler_api.php"
+
+
+GET_BALANCE = "getBalance"
+GET_RENT_NUMBER = "getRentNumber"
+GET_RENT_STATUS = "getRentStatus"
+SET_RENT_STATUS = "setRentStatus"
+GET_RENT_LIST = "getRentList"
+CONTINUE_RENT_NUMBER = "continueRentNumber"
+GET_CONTINUE_RENT_PRICE = "getContinueRentPrice"
+GET_RENT_PRICES = "getRentPrices"
+
+#: Actions that charge money: never re-sent automatically.
+CHARGING_ACTIONS = frozenset({GET_RENT_NUMBER, CONTINUE_RENT_NUMBER})
+
+#: setRentStatus values.
+RENT_STATUS_FINISH = 1
+RENT_STATUS_CANCEL = 2
+
+
+def get_balance_params() -> dict[str, str]:
+    """Parameters of getBalance."""
+    return {"action": GET_BALANCE}
+
+
+def get_rent_number_params(
+    service: str,
+    country: int,
+    operator: str | None = None,
+    rent_time: int | None = None,
+    webhook_url: str | None = None,
+) -> dict[str, str]:
+    """Parameters of getRentNumber, validated; omitted optionals are left out."""
+    params = {
+        "action": GET_RENT_NUMBER,
+        "service": validate_service(service),
+        "country": str(validate_country(country)),
+    }
+    operator = validate_operator(operator)
+    if operator is not None:
+        params["operator"] = operator
+    hours = validate_rent_time(rent_time)
+    if hours is not None:
+        params["rent_time"] = str(hours)
+    url = validate_webhook_url(webhook_url)
+    if url is not None:
+        params["url"] = url
+    return params
+
+
+def get_rent_status_params(rent_id: int, page: int = 0, size: int = 10) -> dict[str, str]:
+    """Parameters of getRentStatus (``page`` 0 is the newest)."""
+    page = non_negative_int("page", page, "0 is the newest page")
+    size = non_negative_int("size", size, "SMS per page, at least 1")
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size!r}")
+    return {
+        "action": GET_RENT_STATUS,
+        "id": str(validate_rent_id(rent_id)),
+        "page": str(page),
+        "size": str(size),
+    }
+
+
+def set_rent_status_params(rent_id: int, status: int) -> dict[str, str]:
+    """Parameters of setRentStatus (1 finish, 2 cancel)."""
+    if status not in (RENT_STATUS_FINISH, RENT_STATUS_CANCEL):
+        raise ValueError(f"status must be 1 (finish) or 2 (cancel), got {status!r}")
+    return {"action": SET_RENT_STATUS, "id": str(validate_rent_id(rent_id)), "status": str(status)}
+
+
+def get_rent_list_params() -> dict[str, str]:
+    """Parameters of getRentList."""
+    return {"action": GET_RENT_LIST}
+
+
+def continue_rent_number_params(rent_id: int, rent_time: int) -> dict[str, str]:
+    """Parameters of continueRentNumber (charges money)."""
+    return {
+        "action": CONTINUE_RENT_NUMBER,
+        "id": str(validate_rent_id(rent_id)),
+        "rent_time": str(validate_rent_time(rent_time, optional=False)),
+    }
+
+
+def get_continue_rent_price_params(rent_id: int, rent_time: int) -> dict[str, str]:
+    """Parameters of getContinueRentPrice."""
+    return {
+        "action": GET_CONTINUE_RENT_PRICE,
+        "id": str(validate_rent_id(rent_id)),
+        "rent_time": str(validate_rent_time(rent_time, optional=False)),
+    }
+
+
+def get_rent_prices_params(country: int) -> dict[str, str]:
+    """Parameters of getRentPrices."""
+    return {"action": GET_RENT_PRICES, "country": str(validate_country(country))}

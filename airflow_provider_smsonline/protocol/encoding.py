@@ -1,0 +1,101 @@
+# The answers a server writes (the sandbox's): the parsers' mirror image, kept beside them so
+# that both read and write one protocol.
+"""Encoders of SMS.online answers, for servers such as the sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from airflow_provider_smsonline.dates import format_datetime, format_sms_date
+from airflow_provider_smsonline.protocol.results import RentListEntry, RentPrice, Sms
+
+
+def encode_error(code: str, *, json_style: bool = False) -> str:
+    """An error body: plain text ``CODE`` or ``{"status": "error", "message": "CODE"}``."""
+    if json_style:
+        return json.dumps({"status": "error", "message": code})
+    return code
+
+
+def encode_success(**fields: Any) -> str:
+    """A JSON success body: ``{"status": "success", **fields}``."""
+    return json.dumps({"status": "success", **fields})
+
+
+def encode_rental(rent_id: int, number: str, end_date: datetime, **extra: Any) -> str:
+    """A getRentNumber / continueRentNumber success body."""
+    return encode_success(
+        phone={"id": rent_id, "endDate": format_datetime(end_date), "number": number, **extra}
+    )
+
+
+def encode_balance(balance: Decimal) -> str:
+    """A getBalance success body: ``ACCESS_BALANCE:123.45``."""
+    return f"ACCESS_BALANCE:{balance:.2f}"
+
+
+def encode_webhook(rent_id: int, sms: Sms) -> str:
+    """The webhook payload the server posts for one SMS."""
+    return json.dumps(
+        {
+            "rentId": rent_id,
+            "sms": {"phoneFrom": sms.phone_from, "text": sms.text, "date": format_sms_date(sms.date)},
+        }
+    )
+
+
+def format_amount(amount: Decimal) -> str:
+    """An amount of money as the API writes it in JSON: ``Decimal('1.5')`` → ``"1.50"``."""
+    return f"{amount:.2f}"
+
+
+def encode_rent_status(messages: Sequence[Sms], quantity: int | None = None) -> str:
+    """A getRentStatus success body for one page of SMS, given newest first.
+
+    ``values`` is an object keyed ``"0"``, ``"1"`` … in the order given; ``quantity`` is a string
+    (the total number of SMS on the rental; ``len(messages)`` when omitted).
+    """
+    values = {
+        str(index): {
+            "phoneFrom": sms.phone_from,
+            "text": sms.text,
+            "service": sms.service,
+            "date": format_sms_date(sms.date),
+        }
+        for index, sms in enumerate(messages)
+    }
+    return encode_success(quantity=str(len(messages) if quantity is None else quantity), values=values)
+
+
+def encode_rent_list(entries: Iterable[RentListEntry]) -> str:
+    """A getRentList success body: ``id``, ``phone``, ``price`` and ``hours`` as strings, then extras."""
+    values = []
+    for entry in entries:
+        item: dict[str, Any] = {"id": str(entry.id), "phone": entry.number}
+        if entry.price is not None:
+            item["price"] = format_amount(entry.price)
+        if entry.hours is not None:
+            item["hours"] = str(entry.hours)
+        item.update(entry.extra)
+        values.append(item)
+    return encode_success(values=values)
+
+
+def encode_price(price: Decimal) -> str:
+    """A getContinueRentPrice success body: ``{"status": "success", "price": "1.50"}``."""
+    return encode_success(price=format_amount(price))
+
+
+def encode_rent_prices(prices: Iterable[RentPrice]) -> str:
+    """A getRentPrices success body: ``values`` → country id → service → ``cost`` and ``count``."""
+    values: dict[str, dict[str, dict[str, Any]]] = {}
+    for price in prices:
+        values.setdefault(str(price.country), {})[price.service] = {
+            "cost": float(price.cost),
+            "count": price.count,
+        }
+    return encode_success(values=values)

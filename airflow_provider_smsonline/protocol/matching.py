@@ -1,0 +1,162 @@
+# Which SMS a wait is for, and its code: one rule and one page walk for the sensor, the trigger
+# and anything later built on them. No I/O: the caller fetches the pages the walk asks for.
+"""Matching the SMS of a rental against a wait."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_smsonline.protocol.results import Sms
+
+#: SMS asked for per getRentStatus page.
+PAGE_SIZE = 20
+#: Pages read per check at most, when every SMS of a page is newer than ``since``.
+MAX_PAGES = 5
+
+
+@dataclass(frozen=True)
+class SmsMatch:
+    """The SMS a wait was for, and the code read from it.
+
+    :ivar sms: the matching SMS.
+    :ivar code: the pattern's first group that matched, else its whole match; ``None`` when
+        waiting without a pattern.
+    """
+
+    sms: Sms
+    code: str | None
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The JSON-able result: ``{"sms": Sms.to_xcom(), "code": str | None}``."""
+        return {"sms": self.sms.to_xcom(), "code": self.code}
+
+
+def _floor(since: datetime | None) -> datetime | None:
+    # The API stamps SMS to the second: an SMS in the same second as ``since`` counts as newer.
+    return since.replace(microsecond=0) if since is not None else None
+
+
+def find_sms_match(
+    messages: Sequence[Sms],
+    since: datetime | None = None,
+    pattern: re.Pattern[str] | str | None = None,
+) -> SmsMatch | None:
+    """The newest SMS received at or after ``since`` (to the second) whose text matches ``pattern``.
+
+    :param messages: SMS of a rental, as getRentStatus lists them (any order).
+    :param since: ignore SMS stamped before this second (aware); ``None`` for any age.
+    :param pattern: a regular expression searched in the text; ``None`` for any SMS.
+    :returns: the match with its code (see :class:`SmsMatch`), or ``None``.
+    """
+    regex = _compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+    floor = _floor(since)
+    for sms in sorted(messages, key=lambda m: m.date, reverse=True):
+        if floor is not None and sms.date < floor:
+            continue
+        match = _match(sms, regex)
+        if match is not None:
+            return match
+    return None
+
+
+def older_page_needed(messages: Sequence[Sms], since: datetime | None, size: int) -> bool:
+    """Whether the page before this one may still hold SMS newer than ``since``.
+
+    :param messages: one page of getRentStatus.
+    :param since: as for :func:`find_sms_match`.
+    :param size: the page size asked for (a shorter page is the last one).
+    """
+    if len(messages) < size:
+        return False
+    floor = _floor(since)
+    return floor is None or min(m.date for m in messages) >= floor
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    from airflow_provider_smsonline.validation import validate_pattern
+
+    return validate_pattern(pattern)
+
+
+def fingerprint(sms: Sms) -> str:
+    """A short, stable name for one SMS (its date as written, sender and text), to remember
+    which SMS a rental already held without keeping their texts."""
+    raw = f"{sms.date.replace(tzinfo=None).isoformat()}\x1f{sms.phone_from}\x1f{sms.text}"
+    return hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+class SmsWalk:
+    """One check of a wait: feed it getRentStatus pages, newest first, until it is done.
+
+    Which SMS count as new, by one of two rules:
+
+    * ``seen`` (the fingerprints of the SMS on the rental when the wait started, see
+      :func:`fingerprint`): every SMS listed before the first one seen is new, whatever dates
+      the server writes and in whatever zone. This is the default of the sensor and trigger.
+    * ``since`` (an aware moment): SMS stamped at or after it, to the second (the server's
+      dates read in the connection's ``server_timezone``).
+
+    Of the new SMS, the newest whose text matches ``pattern`` wins::
+
+        walk = SmsWalk(pattern, seen=seen)
+        page = walk.first_page
+        while page is not None:
+            page = walk.feed(client.get_rent_status(rent_id, page=page, size=walk.page_size))
+        walk.match  # SmsMatch or None
+
+    :param pattern: a compiled regular expression, or ``None`` for any SMS.
+    :param since: the moment rule; ignored when ``seen`` is given.
+    :param seen: the fingerprint rule; an empty collection means every SMS is new.
+    """
+
+    first_page = 0
+    page_size = PAGE_SIZE
+
+    def __init__(
+        self,
+        pattern: re.Pattern[str] | None,
+        *,
+        since: datetime | None = None,
+        seen: Collection[str] | None = None,
+    ) -> None:
+        self.pattern = pattern
+        self.since = since
+        self.seen = frozenset(seen) if seen is not None else None
+        self.match: SmsMatch | None = None
+        self._page = 0
+
+    def feed(self, messages: Sequence[Sms]) -> int | None:
+        """Take one page; the next page to fetch, or ``None`` when the check is over."""
+        if self.seen is None:
+            self.match = find_sms_match(messages, self.since, self.pattern)
+            more = older_page_needed(messages, self.since, self.page_size)
+        else:
+            self.match, more = self._feed_seen(messages)
+        self._page += 1
+        if self.match is not None or not more or self._page >= MAX_PAGES:
+            return None
+        return self._page
+
+    def _feed_seen(self, messages: Sequence[Sms]) -> tuple[SmsMatch | None, bool]:
+        assert self.seen is not None
+        for sms in messages:  # the server's order: newest first
+            if fingerprint(sms) in self.seen:
+                return None, False
+            found = _match(sms, self.pattern)
+            if found is not None:
+                return found, False
+        return None, len(messages) >= self.page_size
+
+
+def _match(sms: Sms, regex: re.Pattern[str] | None) -> SmsMatch | None:
+    if regex is None:
+        return SmsMatch(sms, None)
+    found = regex.search(sms.text)
+    if not found:
+        return None
+    return SmsMatch(sms, next((g for g in found.groups() if g is not None), found.group(0)))
