@@ -10,6 +10,7 @@ you care about::
     ├── AccountError            the key or the account needs fixing (not retryable)
     │   └── BannedError         ``.banned_until`` says when the ban ends
     ├── InvalidRequestError     an argument needs fixing (not retryable)
+    │   └── MaxHoursExceededError  a renewal past the longest rental (``.max_hours``)
     ├── NoNumbersError          out of stock right now (retryable)
     ├── RentalStateError        the rental cannot do that now (not retryable)
     │   ├── RentalNotFoundError
@@ -80,6 +81,15 @@ class BannedError(AccountError):
 
 class InvalidRequestError(SmsOnlineError):
     """An argument was refused: action, service, country, operator, rent time, id or phone."""
+
+
+class MaxHoursExceededError(InvalidRequestError):
+    """``MAX_HOURS_EXCEED``: the renewal would pass the longest rental allowed; nothing was charged.
+
+    :ivar max_hours: the limit the server gave (its ``info.max``), or ``None``.
+    """
+
+    max_hours: int | None = None
 
 
 class NoNumbersError(SmsOnlineError):

@@ -700,3 +700,33 @@ def test_a_rental_id_out_of_range_is_a_protocol_error(rent_id: str) -> None:
     with pytest.raises(ServerError, match=r"rental id out of range|unreadable id"):
         protocol.parse_rent_list(200, listed)
     assert protocol.rental_id_in(body) is None
+
+
+@pytest.mark.parametrize("parse", [protocol.parse_rental, protocol.parse_price])
+def test_max_hours_exceed_is_a_refusal_that_keeps_the_servers_limit(parse: Callable[..., object]) -> None:
+    from airflow_provider_smsonline.exceptions import MaxHoursExceededError
+
+    body = '{"status": "error", "message": "MAX_HOURS_EXCEED", "info": {"max": 1440}}'
+    with pytest.raises(MaxHoursExceededError, match="at most 1440 hours") as raised:
+        parse(200, body)
+    assert raised.value.max_hours == 1440 and raised.value.code == "MAX_HOURS_EXCEED"
+    assert not raised.value.retryable
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"rentId": 123456, "sms": {"phoneFrom": 79999999999, "text": "Sms text", '
+        '"date": "2025-01-01 12:00:00"}}',
+        '{"rentId": "123456", "sms": {"phoneFrom": "79999999999", "text": "Sms text", '
+        '"date": "2025-01-01 12:00:00"}}',
+        "rentId=123456&sms%5BphoneFrom%5D=79999999999&sms%5Btext%5D=Sms+text&sms%5Bdate%5D=2025-01-01+12%3A00%3A00",
+        "rentId=123456&phoneFrom=79999999999&text=Sms+text&date=2025-01-01+12%3A00%3A00",
+    ],
+    ids=["json-number", "json-string", "form-nested", "form-flat"],
+)
+def test_a_webhook_is_read_as_json_or_form_with_phone_from_a_number_or_a_string(body: str) -> None:
+    hook = protocol.parse_webhook(body)
+    assert hook.rent_id == 123456
+    assert (hook.sms.phone_from, hook.sms.text) == ("79999999999", "Sms text")
+    assert hook.sms.date == datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)

@@ -17,6 +17,7 @@ from airflow_provider_smsonline.exceptions import (
     BannedError,
     CancelNotAllowedError,
     InvalidRequestError,
+    MaxHoursExceededError,
     NoNumbersError,
     RentalExpiredError,
     RentalNotFoundError,
@@ -59,6 +60,7 @@ ERROR_TABLE: Mapping[str, tuple[type[SmsOnlineError], str]] = MappingProxyType(
         "ALREADY_FINISH": (RentalExpiredError, "the rental is already finished"),
         "ALREADY_CANCEL": (RentalExpiredError, "the rental is already cancelled"),
         "CANT_CANCEL": (CancelNotAllowedError, "the rental can no longer be cancelled"),
+        "MAX_HOURS_EXCEED": (MaxHoursExceededError, "the renewal would pass the longest rental allowed"),
         "STATUS_WAIT_CODE": (RentalStateError, "no SMS has arrived yet"),
         "ERROR_SQL": (ServerError, "the server failed (SQL error)"),
         "SQL_ERROR": (ServerError, "the server failed (SQL error)"),
@@ -104,6 +106,19 @@ def _bad_response(status: int, why: str) -> ServerError:
     )
 
 
+def _with_info(error: SmsOnlineError, info: object) -> SmsOnlineError:
+    """Add what a JSON error's ``info`` says, where this provider knows its meaning."""
+    if isinstance(error, MaxHoursExceededError) and isinstance(info, dict):
+        try:
+            limit = as_int(info.get("max"))
+        except ValueError:
+            return error
+        error.max_hours = limit
+        error.message = f"{error.message}: at most {limit} hours in all"
+        error.args = (error.message,)
+    return error
+
+
 def _read(status: int, body: bytes | str) -> Any:
     """Decode a body: a JSON success payload, a plain-text success string, or raise the error."""
     text = _decode(body).strip().lstrip("\ufeff")
@@ -122,7 +137,7 @@ def _read(status: int, body: bytes | str) -> Any:
                     None,
                 )
                 if code is not None and code.strip():
-                    raise error_for_code(code, http_status=status)
+                    raise _with_info(error_for_code(code, http_status=status), payload.get("info"))
                 if state is not None or status >= 400:
                     raise _bad_response(status, "a JSON error without a code")
         if status >= 500:
@@ -336,15 +351,35 @@ def parse_rent_prices(status: int, body: bytes | str) -> list[RentPrice]:
     return prices
 
 
+def _webhook_payload(text: str) -> dict[str, Any]:
+    """A webhook body as JSON, or form-encoded (``rentId=…&sms[text]=…`` or flat ``text=…``):
+    SMS.online's page shows the fields but not the encoding."""
+    if text.lstrip().startswith("{"):
+        payload = json.loads(text)
+        if not isinstance(payload, dict):
+            raise TypeError("not an object")
+        return payload
+    from urllib.parse import parse_qsl
+
+    fields = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
+    sms = {key[4:-1]: value for key, value in fields.items() if key.startswith("sms[") and key.endswith("]")}
+    if not sms:
+        sms = {k: v for k, v in fields.items() if k in ("phoneFrom", "text", "service", "date")}
+    return {"rentId": fields["rentId"], "sms": sms}
+
+
 def parse_webhook(body: bytes | str, tz: tzinfo = timezone.utc) -> WebhookSms:
-    """Parse a webhook post. Raises ``ValueError`` if it is not the documented shape."""
+    """Parse a webhook post, JSON or form-encoded, ``phoneFrom`` a number or a string.
+
+    Raises ``ValueError`` if it is not the documented shape.
+    """
     try:
-        payload = json.loads(_decode(body))
+        payload = _webhook_payload(_decode(body))
         sms = payload["sms"]
         return WebhookSms(
             rent_id=as_int(payload["rentId"]),
             sms=Sms(
-                phone_from=str(sms.get("phoneFrom") or ""),
+                phone_from=_phone(sms.get("phoneFrom")),
                 text=str(sms.get("text") or ""),
                 service=str(sms.get("service") or ""),
                 date=parse_datetime(sms.get("date"), tz),
@@ -352,3 +387,10 @@ def parse_webhook(body: bytes | str, tz: tzinfo = timezone.utc) -> WebhookSms:
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"not an SMS.online webhook payload: {type(exc).__name__}") from None
+
+
+def _phone(value: object) -> str:
+    # The documented sample writes phoneFrom as a bare JSON number; a float would print "7.9e10".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value if value is not None else "").strip()
