@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import socket
 import socketserver
@@ -172,6 +173,16 @@ ANSWERS: dict[str, tuple[Behaviour, str, str]] = {
     "JSON without a code": (reply('{"status": "error"}', "500 Internal Server Error"), "ServerError", ""),
     "oversized": (reply(b"x" * 5000), "TransportError", "exceeded 1024 bytes"),
     "oversized by declaration": (reply(b"x" * 2000), "TransportError", "exceeded 1024 bytes"),
+    "broken gzip": (
+        reply(b"this is not gzip", headers="Content-Encoding: gzip\r\n"),
+        "TransportError",
+        "could not be decoded",
+    ),
+    "gzip bomb": (
+        reply(gzip.compress(b"x" * 200_000), headers="Content-Encoding: gzip\r\n"),
+        "TransportError",
+        "exceeded 1024 bytes",
+    ),
     "redirect": (
         reply("", "302 Found", "Location: http://elsewhere.invalid/x\r\n"),
         "ServerError",

@@ -332,11 +332,7 @@ def _classify(exc: BaseException) -> Failure:
 
 
 def _decoding_failed(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ == "ContentEncodingError" or "zlib" in type(current).__module__:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        type(e).__name__ == "ContentEncodingError" or "zlib" in type(e).__module__
+        for e in policy.exception_chain(exc)
+    )

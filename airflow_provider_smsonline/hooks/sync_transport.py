@@ -266,14 +266,7 @@ def _protocol_violation(exc: BaseException) -> bool:
     """True when http.client refused what the server sent (a bad status line, huge headers)."""
     import http.client
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, http.client.HTTPException) and not isinstance(
-            current, http.client.RemoteDisconnected
-        ):
-            return True
-        args = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
-        current = args[-1] if args else (current.__cause__ or current.__context__)
-    return False
+    return any(
+        isinstance(e, http.client.HTTPException) and not isinstance(e, http.client.RemoteDisconnected)
+        for e in policy.exception_chain(exc)
+    )

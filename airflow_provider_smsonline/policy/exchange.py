@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -129,12 +129,9 @@ _REASONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def os_reason(exc: BaseException) -> str:
-    """A fixed phrase for the operating-system cause in ``exc``'s chain, or ``""``.
-
-    Only exception *types* are read, never their texts, which may hold the URL and so the key;
-    both transports find the same phrase for the same cause.
-    """
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it carries: cause, context, ``reason`` and exception args
+    (where requests, urllib3 and aiohttp keep the one underneath), each once."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -142,14 +139,24 @@ def os_reason(exc: BaseException) -> str:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        names = {cls.__name__ for cls in type(current).__mro__}
-        for name, phrase in _REASONS:
-            if name in names:
-                return phrase
+        yield current
         for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
             if isinstance(linked, BaseException):
                 pending.append(linked)
         pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+
+
+def os_reason(exc: BaseException) -> str:
+    """A fixed phrase for the operating-system cause in ``exc``'s chain, or ``""``.
+
+    Only exception *types* are read, never their texts, which may hold the URL and so the key;
+    both transports find the same phrase for the same cause.
+    """
+    for current in exception_chain(exc):
+        names = {cls.__name__ for cls in type(current).__mro__}
+        for name, phrase in _REASONS:
+            if name in names:
+                return phrase
     return ""
 
 
