@@ -10,16 +10,25 @@ starts an SMS.online sandbox whose API key is the canary (``+ / =`` in it), a th
 (its own AIRFLOW_HOME, SQLite metadata DB and ``airflow api-server``), and runs the DAG
 ``tests/dags/smsonline_fault_run.py`` with ``airflow dags test --use-executor``: one mapped
 ``RentNumberOperator`` with ``--tasks`` task instances (``retries=3``, ``retry_delay=0``; the size
-travels in the environment variable ``SMSONLINE_FAULT_TASKS``). The exit status is 1 when a
-must-be-zero figure is not 0 or not every task instance ran; ``--json PATH`` writes every figure.
+travels in the environment variable ``SMSONLINE_FAULT_TASKS``), then a mapped
+``ContinueRentOperator`` that renews the rentals of the first ``--renewals`` slots (default a
+quarter of them) by 4 hours. The exit status is 1 when a must-be-zero figure is not 0 or not
+every task instance ran; ``--json PATH`` writes every figure.
+
+The sandbox answers as SMS.online documents (``documented_only``: getRentList rows carry only
+id, phone, price and hours, as strings) and writes its dates in UTC+3, so nothing the proof
+relies on can come from an undocumented field or a date's zone.
 
 Faults. The sandbox draws, seeded, a fault for ``--fault-rate`` of all getRentNumber calls, in a
 mode drawn uniformly from every sandbox fault mode: ``http_500``, ``html_502``, ``garbage``
 (nothing committed, the answer is unusable), ``slow`` (answered after ``--slow`` seconds, less than
 the client's timeout), ``reset_after_commit`` (charged, then a TCP reset) and
 ``timeout_after_commit`` (charged, then no answer for ``--hold`` seconds while the client gives
-up after its ``timeout`` extra, ``--timeout``). Reads (getRentList) are not faulted. A server that
-commits only after the client gave up and looked (a "late commit") is not simulated.
+up after its ``timeout`` extra, ``--timeout``). continueRentNumber calls are faulted at the same
+rate and in the same modes: the sandbox's random plan covers one action, so after each of its
+answers (and once at the start) the runner queues, seeded, a fault for the next one. Reads
+(getRentList) are not faulted. A server that commits only after the client gave up and looked (a
+"late commit") is not simulated.
 
 Worker kills, and why this way. ``dags test`` without ``--use-executor`` runs every task inside
 its own process (``_run_task`` → ``run_task_in_process``), so killing a task would kill the whole
@@ -56,6 +65,13 @@ Figures (the three marked must be 0):
 * **unaccounted rentals** [must be 0]: charges not refunded whose rental is neither the XCom
   ``id`` of a successful task instance nor named (by id) in an error logged by the failed task
   instance that caused it (ChargeAmbiguousError / AirflowFailException text in its task log).
+* **renewals**: ``renew`` task instances succeeded / failed / skipped (their slot's rental
+  failed), continueRentNumber charges, those held (the renewed rental is the XCom ``id`` of the
+  slot's successful ``renew`` task instance) and those named in its failure.
+* **double renewals** [must be 0]: rentals renewed more than once (one task instance renews each).
+* **unaccounted renewals** [must be 0]: renewal charges neither held nor named, as above.
+* **phantom renewals** [must be 0]: successful ``renew`` task instances whose rental was never
+  renewed (a reconciliation that took a renewal for done when it was not).
 * **key leaks** [must be 0]: files under AIRFLOW_HOME (task logs, the API server's log, the
   SQLite DB and its journal, airflow.cfg) and the captured ``dags test`` output that hold any form
   of the key (as is, form-encoded, percent-encoded). The connection comes from ``AIRFLOW_CONN_*``.
@@ -99,6 +115,9 @@ CANARY_FORMS = tuple(dict.fromkeys((CANARY_KEY, quote_plus(CANARY_KEY), quote(CA
 
 DAG_ID = "smsonline_fault_run"
 TASK_ID = "rent"
+RENEW_TASK_ID = "renew"
+#: The zone the sandbox writes its dates in, hours east of UTC: not UTC, as SMS.online's peers.
+SANDBOX_UTC_OFFSET = 3
 DAGS_FOLDER = ROOT / "tests" / "dags"
 #: The per-task-instance webhook URL prefix the DAG uses (see tests/dags/smsonline_fault_run.py).
 SLOT_URL = re.compile(r"/fault-run/slot/(\d+)$")
@@ -120,6 +139,7 @@ class Options:
     hold: float = 3.0
     slow: float = 0.5
     retries: int = 3
+    renewals: int | None = None
     home: Path = ROOT / ".airflow_home" / "fault-run"
     json_path: Path | None = None
 
@@ -169,6 +189,21 @@ class Report:
     kills: list[dict[str, Any]] = field(default_factory=list)
     recovered_by_reconciliation: int = 0
     reused_from_ledger: int = 0
+    renewals_requested: int = 0
+    renew_task_instances: int = 0
+    renew_succeeded: int = 0
+    renew_failed: int = 0
+    renew_skipped: int = 0
+    renew_other_states: dict[str, int] = field(default_factory=dict)
+    renewals_charged: int = 0
+    renewals_held: int = 0
+    renewals_named_in_failures: int = 0
+    renewals_recovered: int = 0
+    double_renewals: int = 0
+    unaccounted_renewals: int = 0
+    phantom_renewals: int = 0
+    renewal_details: list[str] = field(default_factory=list)
+    renewal_faults_injected: dict[str, int] = field(default_factory=dict)
     failure_kinds: dict[str, int] = field(default_factory=dict)
     elapsed_startup_s: float = 0.0
     elapsed_dags_test_s: float = 0.0
@@ -181,13 +216,22 @@ class Report:
         return {
             "double rentals": self.double_rentals,
             "unaccounted rentals": self.unaccounted_rentals,
+            "double renewals": self.double_renewals,
+            "unaccounted renewals": self.unaccounted_renewals,
+            "phantom renewals": self.phantom_renewals,
             "key leaks": self.key_leaks,
         }
 
     @property
     def complete(self) -> bool:
-        """Whether every task instance asked for ran to success or failure."""
-        return self.task_instances == self.tasks_requested and not self.other_states
+        """Whether every task instance asked for ran to success or failure (or, for a renewal
+        whose slot has no rental, was skipped)."""
+        return (
+            self.task_instances == self.tasks_requested
+            and not self.other_states
+            and self.renew_task_instances == self.renewals_requested
+            and not self.renew_other_states
+        )
 
     @property
     def ok(self) -> bool:
@@ -320,6 +364,43 @@ def kill_positions(options: Options) -> list[int]:
     return sorted(random.Random(options.seed).sample(range(1, expected_clean + 1), options.kills))
 
 
+class RenewalFaults:
+    """Seeded faults on continueRentNumber, at ``rate``, in every fault mode.
+
+    An ``after_answer`` hook: after each continueRentNumber answer (and once at :meth:`arm`'s
+    first call) it decides, seeded, whether the next continueRentNumber call fails, and queues
+    that fault in the sandbox. Modes come in seeded shuffled rounds of all of them, so that a
+    few dozen renewals meet every mode. A fault that withholds the answer
+    (``reset_after_commit``, ``timeout_after_commit``) calls no hook: the next call then goes
+    through clean, and the draws resume after it.
+    """
+
+    action = "continueRentNumber"
+
+    def __init__(self, sandbox: Sandbox, rate: float, seed: int, delays: dict[str, float]) -> None:
+        self.sandbox = sandbox
+        self.rate = rate
+        self.delays = delays
+        self.random = random.Random(seed * 7919 + 1)
+        self._round: list[str] = []
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        """Draw whether the next continueRentNumber call fails, and queue that fault."""
+        with self._lock:
+            if self.random.random() >= self.rate:
+                return
+            if not self._round:
+                self._round = list(FAULT_MODES)
+                self.random.shuffle(self._round)
+            mode = self._round.pop()
+        self.sandbox.inject_fault(self.action, mode, 1, self.delays.get(mode))
+
+    def __call__(self, answered: Answered) -> None:
+        if answered.action == self.action:
+            self.arm()
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -335,6 +416,13 @@ def run(options: Options) -> Report:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     killer = WorkerKiller(kill_positions(options), sandbox_port=0)
+    renewal_faults: list[RenewalFaults] = []
+
+    def after_answer(answered: Answered) -> None:
+        killer(answered)
+        for hook in renewal_faults:
+            hook(answered)
+
     sandbox = Sandbox(
         host="127.0.0.1",
         port=0,
@@ -342,15 +430,17 @@ def run(options: Options) -> Report:
         balance=100 * options.tasks + 1000,
         stock=4 * options.tasks + 100,
         seed=options.seed,
-        after_answer=killer,
+        after_answer=after_answer,
+        documented_only=True,
+        utc_offset=SANDBOX_UTC_OFFSET,
     )
+    delays = {"slow": options.slow, "timeout_after_commit": options.hold}
     sandbox.set_random_faults(
-        "getRentNumber",
-        rate=options.fault_rate,
-        modes=FAULT_MODES,
-        seed=options.seed,
-        delays={"slow": options.slow, "timeout_after_commit": options.hold},
+        "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
     )
+    renewal_faults.append(RenewalFaults(sandbox, options.fault_rate, options.seed, delays))
+    renewal_faults[0].arm()
+    report.renewals_requested = _renewals(options)
     env = {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(options.parallelism),
@@ -359,6 +449,7 @@ def run(options: Options) -> Report:
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "SMSONLINE_FAULT_TASKS": str(options.tasks),
         "SMSONLINE_FAULT_RETRIES": str(options.retries),
+        "SMSONLINE_FAULT_RENEWALS": str(_renewals(options)),
     }
     output = ""
     with sandbox:
@@ -407,6 +498,11 @@ def run(options: Options) -> Report:
     return report
 
 
+def _renewals(options: Options) -> int:
+    """How many slots' rentals are renewed (the DAG's ``SMSONLINE_FAULT_RENEWALS``)."""
+    return min(options.tasks, options.tasks // 4 if options.renewals is None else options.renewals)
+
+
 def _end_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """End ``process`` and whatever is left of its process group: SIGTERM, then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -441,8 +537,8 @@ class TaskInstance:
     attempts: list[str] = field(default_factory=list)
 
 
-def read_task_instances(home: Path) -> tuple[str | None, dict[int, TaskInstance]]:
-    """The run's state and its ``rent`` task instances, straight from the SQLite DB and log files."""
+def read_task_instances(home: Path, task_id: str = TASK_ID) -> tuple[str | None, dict[int, TaskInstance]]:
+    """The run's state and the task instances of ``task_id``, straight from the SQLite DB and logs."""
     with closing(sqlite3.connect(home / "airflow.db")) as db:
         row = db.execute(
             "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
@@ -454,7 +550,7 @@ def read_task_instances(home: Path) -> tuple[str | None, dict[int, TaskInstance]
         for map_index, value in db.execute(
             "SELECT map_index, value FROM xcom "
             "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'id'",
-            (DAG_ID, run_id, TASK_ID),
+            (DAG_ID, run_id, task_id),
         ):
             ids[map_index] = int(json.loads(value) if isinstance(value, (str, bytes)) else value)
         tis = {
@@ -462,10 +558,10 @@ def read_task_instances(home: Path) -> tuple[str | None, dict[int, TaskInstance]
             for map_index, state, try_number in db.execute(
                 "SELECT map_index, state, try_number FROM task_instance "
                 "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
-                (DAG_ID, run_id, TASK_ID),
+                (DAG_ID, run_id, task_id),
             )
         }
-    logs = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={TASK_ID}"
+    logs = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
     for ti in tis.values():
         lines: list[str] = []
         errors: list[str] = []
@@ -574,6 +670,48 @@ def analyse(report: Report, home: Path, output: str, state: dict[str, Any], kill
     report.kills_performed = len(killer.kills)
     report.kills_before_xcom_push = sum(1 for kill in killer.kills if kill.before_xcom_push)
     report.kills = [asdict(kill) for kill in killer.kills] + [{"missed": miss} for miss in killer.misses]
+    analyse_renewals(report, home, state, slot_of)
+
+
+def analyse_renewals(
+    report: Report, home: Path, state: dict[str, Any], slot_of: dict[int, int | None]
+) -> None:
+    """The renewal figures: each continueRentNumber charge against the ``renew`` task instance
+    of its rental's slot (the one that renews it)."""
+    _, renews = read_task_instances(home, RENEW_TASK_ID)
+    states = Counter(ti.state for ti in renews.values())
+    report.renew_task_instances = len(renews)
+    report.renew_succeeded = states.pop("success", 0)
+    report.renew_failed = states.pop("failed", 0)
+    report.renew_skipped = states.pop("skipped", 0)
+    report.renew_other_states = {str(name): count for name, count in states.items()}
+    charges = Counter(int(c["rental_id"]) for c in state["charges"] if c["action"] == "continueRentNumber")
+    report.renewals_charged = sum(charges.values())
+    details: list[str] = []
+    for rental_id, times in sorted(charges.items()):
+        if times > 1:
+            report.double_renewals += 1
+            details.append(f"rental {rental_id} was renewed {times} times")
+        slot = slot_of.get(rental_id)
+        ti = renews.get(slot) if slot is not None else None
+        if ti is not None and ti.state == "success" and ti.xcom_id == rental_id:
+            report.renewals_held += 1
+        elif ti is not None and ti.state == "failed" and rental_id in _named_ids(ti.errors):
+            report.renewals_named_in_failures += 1
+        else:
+            report.unaccounted_renewals += 1
+            who = f"renew task instance {slot} ({ti.state})" if ti else "no renew task instance"
+            details.append(f"rental {rental_id}: renewed, neither held nor named by {who}")
+    for ti in sorted(renews.values(), key=lambda ti: ti.map_index):
+        if ti.state == "success" and ti.xcom_id not in charges:
+            report.phantom_renewals += 1
+            details.append(
+                f"renew task instance {ti.map_index} succeeded, but rental {ti.xcom_id} was not renewed"
+            )
+    report.renewal_details = details
+    report.renewals_recovered = len(set(RECOVERED.findall("\n".join(ti.log for ti in renews.values()))))
+    injected = state.get("faults_injected", {}).get("continueRentNumber", {})
+    report.renewal_faults_injected = {mode: int(injected.get(mode, 0)) for mode in FAULT_MODES}
 
 
 def _named_ids(errors: str) -> set[int]:
@@ -646,6 +784,29 @@ def print_table(report: Report, options: Options) -> None:
         ),
         ("rentals recovered by reconciliation", str(report.recovered_by_reconciliation)),
         ("rentals reused from the ledger", str(report.reused_from_ledger)),
+        ("renew task instances", f"{report.renew_task_instances} of {report.renewals_requested} asked"),
+        (
+            "  succeeded / failed / skipped",
+            f"{report.renew_succeeded} / {report.renew_failed} / {report.renew_skipped}",
+        ),
+        (
+            "  other final states",
+            json.dumps(report.renew_other_states) if report.renew_other_states else "none",
+        ),
+        ("renewals charged", str(report.renewals_charged)),
+        (
+            "renewals held / named in a failure",
+            f"{report.renewals_held} / {report.renewals_named_in_failures}",
+        ),
+        ("renewals recovered by reconciliation", str(report.renewals_recovered)),
+        ("double renewals        [must be 0]", str(report.double_renewals)),
+        ("unaccounted renewals   [must be 0]", str(report.unaccounted_renewals)),
+        ("phantom renewals       [must be 0]", str(report.phantom_renewals)),
+        (
+            "faults injected (continueRentNumber)",
+            ", ".join(f"{mode} {count}" for mode, count in report.renewal_faults_injected.items())
+            + f" = {sum(report.renewal_faults_injected.values())}",
+        ),
         (
             "elapsed",
             f"startup {report.elapsed_startup_s} s, dags test {report.elapsed_dags_test_s} s, "
@@ -662,7 +823,7 @@ def print_table(report: Report, options: Options) -> None:
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     print("-" * (width + 40))
-    for detail in report.double_details + report.unaccounted_details:
+    for detail in report.double_details + report.unaccounted_details + report.renewal_details:
         print(f"  ! {detail}")
     for leak in report.leak_details:
         print(f"  ! key found in {leak}")
@@ -688,9 +849,14 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--slow", type=float, default=0.5, help="seconds a slow answer takes (< --timeout)")
     parser.add_argument("--retries", type=int, default=3, help="the task's retries")
+    parser.add_argument(
+        "--renewals", type=int, default=None, help="slots whose rental is renewed (default: a quarter)"
+    )
     parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
+    if args.renewals is not None and not 0 <= args.renewals <= args.tasks:
+        parser.error("--renewals must be from 0 to --tasks")
     if args.tasks < 1 or not 0 <= args.fault_rate <= 1 or args.kills < 0 or args.parallelism < 1:
         parser.error("--tasks and --parallelism must be at least 1, --fault-rate in 0..1, --kills 0 or more")
     if args.kills >= args.tasks * (1 - args.fault_rate) * 0.9:

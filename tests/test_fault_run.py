@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,20 @@ import requests_mock as requests_mock_module
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-from airflow_provider_smsonline.ledger import ChargeAmbiguousError, ChargeLedger, charge_once
+from airflow_provider_smsonline.ledger import (
+    CLAIM_PREFIX,
+    ChargeAmbiguousError,
+    ChargeLedger,
+    Listed,
+    Pending,
+    TaskRun,
+    account_id,
+    charge_once,
+)
+from airflow_provider_smsonline.ledger.keys import claim_key, named_key
 from airflow_provider_smsonline.protocol import Rental
 from airflow_provider_smsonline.sandbox import FAULT_MODES
-from tests.conftest import CANARY_FORMS, CANARY_KEY, action_url, sent_actions
+from tests.conftest import CANARY_FORMS, CANARY_KEY, MOCK_ENDPOINT, action_url, sent_actions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "fault_run.py"
@@ -66,6 +77,9 @@ def test_ci_fault_run_never_pays_twice_never_loses_a_rental_and_never_leaks_the_
 
     assert figures["double_rentals"] == 0, table
     assert figures["unaccounted_rentals"] == 0, table
+    assert figures["double_renewals"] == 0, table
+    assert figures["unaccounted_renewals"] == 0, table
+    assert figures["phantom_renewals"] == 0, table
     assert figures["key_leaks"] == 0, table
     assert done.returncode == 0, table
     assert figures["task_instances"] == 200 and figures["other_states"] == {}, table
@@ -73,6 +87,12 @@ def test_ci_fault_run_never_pays_twice_never_loses_a_rental_and_never_leaks_the_
     assert figures["kills_performed"] >= 1 and figures["kills_seen_by_airflow"] >= 1, table
     assert figures["kills_before_xcom_push"] >= 1, table
     assert figures["recovered_by_reconciliation"] >= 1, table
+    assert figures["renew_task_instances"] == 50 and figures["renew_other_states"] == {}, table
+    assert all(figures["renewal_faults_injected"][mode] >= 1 for mode in FAULT_MODES), table
+    assert figures["renewals_recovered"] >= 1, table
+    assert figures["renewals_charged"] == figures["renewals_held"] + figures["renewals_named_in_failures"], (
+        table
+    )
     # Every charge is somewhere: held by one successful task instance, refunded, or named.
     assert figures["rentals_charged"] == (
         figures["rentals_held"] + figures["rentals_cancelled"] + figures["rentals_named_in_failures"]
@@ -108,6 +128,49 @@ def test_failure_kind_reads_the_code_of_an_airflow_fail_exception() -> None:
     assert fault_run._failure_kind('{"event":"Process terminated by signal."}') == "other"
 
 
+def test_renewal_figures_catch_a_double_an_unaccounted_and_a_phantom_renewal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fault_run = _fault_run_module()
+    renews = {
+        0: fault_run.TaskInstance(0, "success", 1, 1000),  # held
+        1: fault_run.TaskInstance(1, "success", 1, 1001),  # renewed twice
+        2: fault_run.TaskInstance(2, "failed", 2, None, errors='"exc_value":"rental 1002 ..."'),  # named
+        3: fault_run.TaskInstance(3, "failed", 2, None, errors='"exc_value":"no id"'),  # unaccounted
+        4: fault_run.TaskInstance(4, "success", 1, 1004),  # never renewed: a phantom
+    }
+    monkeypatch.setattr(fault_run, "read_task_instances", lambda home, task_id: ("failed", renews))
+    charged = [1000, 1001, 1001, 1002, 1003]
+    state = {"charges": [{"rental_id": r, "action": "continueRentNumber"} for r in charged]}
+    report = fault_run.Report(5, 0.3, 7, 2)
+    fault_run.analyse_renewals(report, Path("."), state, {1000 + slot: slot for slot in range(5)})
+    assert (report.renewals_charged, report.renewals_held, report.renewals_named_in_failures) == (5, 2, 1)
+    assert (report.double_renewals, report.unaccounted_renewals, report.phantom_renewals) == (1, 1, 1)
+
+
+def test_renewal_faults_are_seeded_and_queued_for_the_next_renewal() -> None:
+    fault_run = _fault_run_module()
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.queued: list[tuple[str, str, int, float | None]] = []
+
+        def inject_fault(self, action: str, mode: str, count: int, delay: float | None) -> None:
+            self.queued.append((action, mode, count, delay))
+
+    def draws(seed: int) -> list[tuple[str, str, int, float | None]]:
+        sandbox = Recorder()
+        faults = fault_run.RenewalFaults(sandbox, 0.5, seed, {"slow": 0.5, "timeout_after_commit": 3.0})
+        for _ in range(200):
+            faults(fault_run.Answered("continueRentNumber", ("127.0.0.1", 1), 200, 1, None))
+            faults(fault_run.Answered("getRentNumber", ("127.0.0.1", 1), 200, 1, None))
+        return sandbox.queued
+
+    assert draws(7) == draws(7) and 70 <= len(draws(7)) <= 130
+    assert all(action == "continueRentNumber" and count == 1 for action, _, count, _ in draws(7))
+    assert {mode for _, mode, _, _ in draws(7)} == set(FAULT_MODES)
+
+
 def test_cli_refuses_more_kills_than_clean_answers() -> None:
     fault_run = _fault_run_module()
     with pytest.raises(SystemExit):
@@ -119,12 +182,15 @@ def test_cli_refuses_more_kills_than_clean_answers() -> None:
 UTC = timezone.utc
 RENTAL = {"status": "success", "phone": {"id": 1049, "endDate": "2025-05-10T12:34:56", "number": "7999"}}
 HTML_502 = "<html><body>502 Bad Gateway</body></html>"
+#: The account of the ``smsonline_default`` connection the tests use.
+ACCOUNT = account_id(MOCK_ENDPOINT, CANARY_KEY)
 
 
 class ListableStore:
-    """The ledger's store in a dict that can also list and delete keys, like Airflow 3.2+ Variables.
+    """The ledger's store in a dict that can also list and delete keys, like Airflow 3.3 Variables.
 
-    ``on_list`` runs before each listing: a stand-in for what other task instances do meanwhile.
+    ``on_list`` runs before each listing of the account's claims and intents (counted in
+    ``listings``): a stand-in for what other task instances do meanwhile.
     """
 
     def __init__(self) -> None:
@@ -133,7 +199,7 @@ class ListableStore:
         self.on_list: Any = None
 
     def get(self, key: str) -> dict[str, Any]:
-        return json.loads(self.values.get(key, "{}"))
+        return json.loads(self.values.get(key, "{}"))  # type: ignore[no-any-return]
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         self.values[key] = json.dumps(value)
@@ -142,22 +208,33 @@ class ListableStore:
         self.values.pop(key, None)
 
     def keys(self, prefix: str) -> list[str]:
-        self.listings += 1
-        if self.on_list is not None:
-            self.on_list(self)
+        if prefix.startswith(CLAIM_PREFIX):
+            self.listings += 1
+            if self.on_list is not None:
+                self.on_list(self)
         return [key for key in self.values if key.startswith(prefix)]
 
 
-def _ago(seconds: float) -> str:
-    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+def _ago(seconds: float) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
 def _ledger(store: ListableStore, map_index: int) -> ChargeLedger:
-    return ChargeLedger(key=f"smsonline_charge__dag__rent__{map_index}", run_id="manual__1", store=store)
+    return ChargeLedger(task=TaskRun("dag", "rent", map_index, "manual__1"), store=store)
+
+
+def _pending(*snapshot: int, started: float, until: float, looked_at: float | None = None) -> Pending:
+    return Pending(
+        started=_ago(started),
+        until=_ago(until),
+        snapshot=tuple(Listed(i, f"7{i}", 4) for i in snapshot),
+        rent_time=4,
+        looked_at=_ago(looked_at) if looked_at is not None else None,
+    )
 
 
 def _rent_list(*ids: int) -> dict[str, Any]:
-    values = [{"id": str(i), "phone": f"7{i}", "hours": "4"} for i in ids]
+    values = [{"id": str(i), "phone": f"7{i}", "price": "9", "hours": "4"} for i in ids]
     return {"text": json.dumps({"status": "success", "values": values})}
 
 
@@ -165,15 +242,17 @@ def _rent(hook: SmsOnlineHook, ledger: ChargeLedger) -> tuple[Rental, bool]:
     return charge_once(ledger, hook, lambda: hook.get_rent_number("tg", 0, rent_time=4), rent_time=4)
 
 
-def _intent(ledger: ChargeLedger, started: str, until: str, looked_at: str | None = None) -> None:
+def _intent(
+    ledger: ChargeLedger, started: datetime, until: datetime, looked_at: datetime | None = None
+) -> None:
+    """Another task instance's unresolved call, as it announces it."""
     ledger.store.set(
-        ledger.intent_key("smsonline_default"),
+        ledger.intent_key(ACCOUNT),
         {
             "owner": ledger.key,
-            "run_id": ledger.run_id,
-            "started": started,
-            "until": until,
-            "looked_at": looked_at,
+            "started": started.isoformat(),
+            "until": until.isoformat(),
+            "looked_at": looked_at.isoformat() if looked_at else None,
         },
     )
 
@@ -187,16 +266,16 @@ def test_a_retry_skips_rentals_that_other_task_instances_claimed(
     hook: SmsOnlineHook, requests_mock: requests_mock_module.Mocker
 ) -> None:
     store = ListableStore()
-    _ledger(store, 2).claim("smsonline_default", 900)
+    _ledger(store, 2).claim(ACCOUNT, 900)
     mine = _ledger(store, 1)
-    mine.write({"state": "pending", "snapshot": [5], "started": _ago(60), "until": _ago(50)})
+    mine.write(_pending(5, started=60, until=50))
     requests_mock.get(action_url("getRentList"), [_rent_list(5, 900, 901)])
     charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
 
     rental, charged = _rent(hook, mine)
 
     assert (rental.id, charged, charge.called) == (901, False, False)
-    assert store.get("smsonline_rental__smsonline_default__901")["owner"] == mine.key
+    assert store.get(claim_key(ACCOUNT, 901))["owner"] == mine.key
 
 
 def test_a_retry_after_a_look_leaves_a_new_rental_to_a_killed_task_instance_and_rents_anew(
@@ -206,9 +285,7 @@ def test_a_retry_after_a_look_leaves_a_new_rental_to_a_killed_task_instance_and_
     killed = _ledger(store, 2)
     _intent(killed, started=_ago(20), until=_ago(15))  # killed after its answer, before recording it
     mine = _ledger(store, 1)
-    mine.write(
-        {"state": "pending", "snapshot": [], "started": _ago(60), "until": _ago(50), "looked_at": _ago(59)}
-    )
+    mine.write(_pending(started=60, until=50, looked_at=59))
     requests_mock.get(action_url("getRentList"), [_rent_list(777), _rent_list(777)])
     charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
 
@@ -223,7 +300,7 @@ def test_a_killed_task_instance_adopts_its_own_rental_despite_a_looked_for_rival
     store = ListableStore()
     _intent(_ledger(store, 2), started=_ago(30), until=_ago(20), looked_at=_ago(29))
     killed = _ledger(store, 1)
-    killed.write({"state": "pending", "snapshot": [], "started": _ago(20), "until": _ago(15)})
+    killed.write(_pending(started=20, until=15))
     requests_mock.get(action_url("getRentList"), [_rent_list(777)])
     charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
 
@@ -237,12 +314,12 @@ def test_a_lost_answer_waits_for_a_call_in_flight_to_record_its_rental_then_adop
 ) -> None:
     store = ListableStore()
     other = _ledger(store, 2)
-    _intent(other, started=_ago(0.5), until=(datetime.now(UTC) + timedelta(seconds=30)).isoformat())
+    _intent(other, started=_ago(0.5), until=datetime.now(UTC) + timedelta(seconds=30))
 
     def other_records_its_answer(store: ListableStore) -> None:
         if store.listings == 2:
-            other.claim("smsonline_default", 779)
-            store.delete(other.intent_key("smsonline_default"))
+            other.claim(ACCOUNT, 779)
+            store.delete(other.intent_key(ACCOUNT))
 
     store.on_list = other_records_its_answer
     mine = _ledger(store, 1)
@@ -253,7 +330,7 @@ def test_a_lost_answer_waits_for_a_call_in_flight_to_record_its_rental_then_adop
 
     assert (rental.id, charged) == (778, True)
     assert sent_actions(requests_mock) == ["getRentList", "getRentNumber", "getRentList"]
-    assert store.listings >= 2
+    assert store.listings >= 3  # it looked again after the first survey
 
 
 def test_ambiguity_names_its_rentals_so_that_a_later_look_skips_them(
@@ -262,23 +339,15 @@ def test_ambiguity_names_its_rentals_so_that_a_later_look_skips_them(
     store = ListableStore()
     _intent(_ledger(store, 3), started=_ago(115), until=_ago(105))  # unresolved, overlapping
     first = _ledger(store, 1)
-    first.write({"state": "pending", "snapshot": [], "started": _ago(120), "until": _ago(110)})
+    first.write(_pending(started=120, until=110))
     requests_mock.get(action_url("getRentList"), [_rent_list(777)])
     with pytest.raises(ChargeAmbiguousError) as raised:
         _rent(hook, first)
     assert raised.value.candidates == [777]
-    assert store.get("smsonline_rental__smsonline_default__named__777")["named"] is True
+    assert store.get(named_key(ACCOUNT, 777))["named"] is True
 
     later = _ledger(store, 2)
-    later.write(
-        {
-            "state": "pending",
-            "snapshot": [],
-            "started": _ago(200),
-            "until": _ago(190),
-            "looked_at": datetime.now(UTC).isoformat(),
-        }
-    )
+    later.write(_pending(started=200, until=190, looked_at=0))
     charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
     rental, charged = _rent(hook, later)
     assert (rental.id, charged, charge.call_count) == (1049, True, 1)
@@ -293,16 +362,17 @@ def test_intents_and_claims_go_with_their_record(
     requests_mock.get(action_url("getRentNumber"), status_code=502, text=HTML_502)
     with pytest.raises(OutcomeUnknownError):
         _rent(hook, mine)
-    intent = mine.intent_key("smsonline_default")
+    intent = mine.intent_key(ACCOUNT)
     assert store.get(intent)["looked_at"]  # announced, and marked as looked for
 
     requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
     rental, _ = _rent(hook, mine)
     assert intent not in store.values
-    assert store.get(f"smsonline_rental__smsonline_default__{rental.id}")["owner"] == mine.key
+    assert store.get(claim_key(ACCOUNT, rental.id))["owner"] == mine.key
 
     mine.write(None)  # e.g. cancelled after the task failed
-    assert f"smsonline_rental__smsonline_default__{rental.id}" not in store.values
+    assert claim_key(ACCOUNT, rental.id) not in store.values
+    assert [key for key in store.values if key.startswith(CLAIM_PREFIX)] == []
 
 
 def test_a_task_killed_after_its_answer_was_noted_adopts_exactly_that_rental(
@@ -310,8 +380,7 @@ def test_a_task_killed_after_its_answer_was_noted_adopts_exactly_that_rental(
 ) -> None:
     store = ListableStore()
     killed = _ledger(store, 1)
-    record = {"state": "pending", "snapshot": [], "started": _ago(20), "until": _ago(15)}
-    record["intent"] = killed.intent_key("smsonline_default")
+    record = replace(_pending(started=20, until=15), intent=killed.intent_key(ACCOUNT))
     killed.write(record)
     killed.answered(record, 778)  # then SIGKILL: no claim, no done record
     requests_mock.get(action_url("getRentList"), [_rent_list(777, 778)])
@@ -327,11 +396,8 @@ def test_another_task_instances_answered_call_is_neither_a_candidate_nor_a_rival
 ) -> None:
     store = ListableStore()
     other = _ledger(store, 2)
-    _intent(other, started=_ago(1), until=(datetime.now(UTC) + timedelta(seconds=30)).isoformat())
-    store.set(
-        other.intent_key("smsonline_default"),
-        {**store.get(other.intent_key("smsonline_default")), "answered": 779},
-    )
+    _intent(other, started=_ago(1), until=datetime.now(UTC) + timedelta(seconds=30))
+    store.set(other.intent_key(ACCOUNT), {**store.get(other.intent_key(ACCOUNT)), "answered": 779})
     mine = _ledger(store, 1)
     requests_mock.get(action_url("getRentList"), [_rent_list(5), _rent_list(5, 778, 779)])
     requests_mock.get(action_url("getRentNumber"), status_code=502, text=HTML_502)

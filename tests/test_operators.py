@@ -61,10 +61,18 @@ def answer(mocker: requests_mock_module.Mocker, action: str, body: object = None
 # ----------------------------------------------------------------------------- validation at parse
 
 CONSTRUCTION_ERRORS: list[tuple[str, Callable[[], object], str]] = [
-    ("service", lambda: rent(service=""), "service must be a non-empty string (a service code such as 'tg')"),
+    (
+        "service",
+        lambda: rent(service=""),
+        "service must be a non-empty string of at most 64 characters (a service code such as 'tg')",
+    ),
     ("country", lambda: rent(country=-1), "country must be a non-negative integer (a country id such as 0)"),
     ("country-text", lambda: rent(country="ru"), "country must be a non-negative integer"),
-    ("operator", lambda: rent(operator=5), "operator must be a string (an operator code) or None"),
+    (
+        "operator",
+        lambda: rent(operator=5),
+        "operator must be a string of at most 64 characters (an operator code) or None",
+    ),
     ("rent_time", lambda: rent(rent_time=5), f"rent_time must be one of {ALLOWED_RENT_TIMES} (hours)"),
     ("webhook_url", lambda: rent(webhook_url="ftp://x/h"), "webhook_url must be an http:// or https:// URL"),
     (
@@ -304,15 +312,14 @@ def test_rent_number_retry_after_a_lost_answer_adopts_the_rental_instead_of_payi
 
 
 def test_rent_number_ambiguous_recovery_fails_naming_the_candidates(
-    context: Any,
-    task_instance: FakeTaskInstance,
-    memory_variables: dict[str, object],
-    requests_mock: requests_mock_module.Mocker,
+    context: Any, requests_mock: requests_mock_module.Mocker
 ) -> None:
-    key = f"smsonline_charge__{task_instance.dag_id}__{task_instance.task_id}__-1"
-    memory_variables[key] = {
-        task_instance.run_id: {"state": "pending", "snapshot": [1], "started": "2025-01-01T00:00:00+00:00"}
-    }
+    from airflow_provider_smsonline.ledger import ChargeLedger, Listed, Pending
+
+    started = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    ChargeLedger.for_context(context).write(  # an earlier try's lost answer
+        Pending(started=started, until=started, snapshot=(Listed(1, "1"),), rent_time=None)
+    )
     values = [{"id": "1", "phone": "1"}, {"id": "501", "phone": "2"}, {"id": "502", "phone": "3"}]
     answer(requests_mock, "getRentList", {"status": "success", "values": values})
     answer(requests_mock, "getRentNumber", RENTAL)

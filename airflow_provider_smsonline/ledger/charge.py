@@ -1,0 +1,191 @@
+# Charging calls carry no idempotency key: this makes "at most one paid rental (or renewal) per task
+# instance and run" hold across lost answers, task retries and killed workers. It does the I/O
+# (getRentList, the store, waiting); what to do is decided in decide.py.
+"""``charge_once``: a charging call made at most once per task instance and run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
+from airflow_provider_smsonline.ledger.decide import Adopt, Ambiguous, NotYet, Pay, Reuse, Wait, decide
+from airflow_provider_smsonline.ledger.keys import account_id
+from airflow_provider_smsonline.ledger.records import Done, Listed, Pending, Record, Survey
+from airflow_provider_smsonline.ledger.store import ChargeLedger
+
+if TYPE_CHECKING:
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    from airflow_provider_smsonline.protocol import Rental
+
+log = logging.getLogger(__name__)
+
+#: Seconds added to a call's connect and read timeouts for its window (server work, clock skew).
+WINDOW_MARGIN = 2.0
+#: How often reconciliation looks again while waiting for another task instance's call.
+RIVAL_POLL_SECONDS = 0.1
+
+
+class ChargeAmbiguousError(SmsOnlineError):
+    """Reconciliation cannot tell whether (or which) rental the lost call paid for.
+
+    :ivar candidates: the rental ids concerned; each may be paid for and needs a decision.
+    """
+
+    def __init__(self, message: str, *, candidates: list[int]) -> None:
+        super().__init__(message, code="ambiguous")
+        self.candidates = candidates
+
+
+def account_of(hook: SmsOnlineHook) -> str:
+    """The account id of the hook's connection (see :func:`~.keys.account_id`)."""
+    return account_id(hook.config.endpoint, hook.config.api_key)
+
+
+def charge_once(
+    ledger: ChargeLedger,
+    hook: SmsOnlineHook,
+    charge: Callable[[], Rental],
+    *,
+    rent_time: int | None,
+    existing_id: int | None = None,
+) -> tuple[Rental, bool]:
+    """Make the charging call at most once for this task instance and run.
+
+    :param charge: the call (getRentNumber, or continueRentNumber of ``existing_id``).
+    :param rent_time: the hours asked for.
+    :param existing_id: the rental being renewed; ``None`` for a new rental.
+    :returns: the rental and whether this try's call charged (``False``: found again).
+    :raises ChargeAmbiguousError: the outcome cannot be decided; never retry blindly.
+    :raises OutcomeUnknownError: the answer was lost and nothing was found yet (retryable:
+        the next try looks again before it could charge).
+    """
+    account = account_of(hook)
+    record = ledger.read()
+    if record is not None:
+        found = _settle(ledger, hook, account, record, lost_now=False)
+        if found is not None:
+            return found, False
+    started = _now()
+    pending = Pending(
+        started=started,
+        until=started + timedelta(seconds=_window(hook)),
+        snapshot=_listed(hook),
+        rent_time=rent_time,
+        renewing=existing_id,
+        intent=ledger.intent_key(account),
+    )
+    ledger.write(pending)
+    if record is None:  # the run's first charging try: retries need not look again
+        try:
+            ledger.prune()
+        except Exception:  # housekeeping: a failure only leaves old records behind
+            log.warning("Could not prune the charge ledger's older records", exc_info=True)
+    try:
+        rental = charge()
+    except OutcomeUnknownError:
+        # The answer is lost; the server may still have committed. Look once now.
+        found = _settle(ledger, hook, account, pending, lost_now=True)
+        if found is not None:
+            return found, True
+        raise
+    except SmsOnlineError:
+        ledger.write(None)  # the API refused explicitly: nothing was charged
+        raise
+    # Noted first: it keeps other task instances' reconciliation off this rental.
+    ledger.answered(pending, rental.id)
+    claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
+    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim))
+    return rental, True
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _window(hook: SmsOnlineHook) -> float:
+    """How long after a call it can still be served: its timeouts and a margin."""
+    return hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
+
+
+def _listed(hook: SmsOnlineHook) -> tuple[Listed, ...]:
+    return tuple(Listed.of(entry) for entry in hook.get_rent_list())
+
+
+def _settle(
+    ledger: ChargeLedger, hook: SmsOnlineHook, account: str, record: Record, *, lost_now: bool
+) -> Rental | None:
+    """Act on the record of an earlier try (or of this try's lost call): the rental found, or
+    ``None`` when the call is to be made (again) or, after a lost answer, nothing showed yet."""
+    renewal_done = isinstance(record, Done) and record.renewing is not None
+    listed = None if renewal_done else _listed(hook)
+    wanted: set[int] = set()
+    if isinstance(record, Pending) and listed is not None:
+        before = {row.id for row in record.snapshot}
+        wanted = {row.id for row in listed if row.id not in before}
+    deadline = time.monotonic() + _window(hook)
+    while True:
+        survey = ledger.survey(account, wanted) if wanted else Survey()
+        decision = decide(
+            record, listed, survey, now=_now(), lost_now=lost_now, waited_out=time.monotonic() > deadline
+        )
+        if not isinstance(decision, Wait):
+            break
+        time.sleep(RIVAL_POLL_SECONDS)  # an answer on its way is noted within moments
+    if isinstance(decision, Reuse):
+        log.warning(
+            "This task instance already paid for rental %s in an earlier try; reusing it.", decision.rental.id
+        )
+        return decision.rental
+    if isinstance(decision, Pay):
+        log.info("%s: charging now.", decision.reason.capitalize())
+        ledger.write(None)
+        return None
+    if isinstance(decision, NotYet):
+        assert isinstance(record, Pending)
+        log.info("The answer was lost and %s; a retry looks again before it could charge.", decision.reason)
+        ledger.write(replace(record, looked_at=_now()))
+        return None
+    assert isinstance(record, Pending)
+    if isinstance(decision, Adopt):
+        rental = decision.rental
+        log.warning(
+            "Recovered rental %s (%s) whose answer was lost (%s); nothing is charged again.",
+            rental.id,
+            rental.number,
+            decision.reason,
+        )
+        ledger.answered(record, rental.id)
+        claim = ledger.claim(account, rental.id) if decision.claim else None
+        ledger.write(Done(rental=rental, renewing=record.renewing, claim=claim))
+        return rental
+    assert isinstance(decision, Ambiguous)
+    raise _ambiguous(ledger, account, record, decision)
+
+
+def _ambiguous(
+    ledger: ChargeLedger, account: str, record: Pending, decision: Ambiguous
+) -> ChargeAmbiguousError:
+    """The error to raise; first the rentals it names are marked, and this try counts as looked."""
+    now = _now()
+    marks = ledger.name(account, decision.candidates, record.looked_at or record.started, now)
+    ledger.write(replace(record, looked_at=now, named=tuple(sorted({*record.named, *marks}))))
+    ids = list(decision.candidates)
+    if record.renewing is not None:
+        message = (
+            f"an earlier continueRentNumber of rental {record.renewing} lost its answer "
+            f"({record.started.isoformat()}) and {decision.reason}: it may have been renewed and "
+            f"charged. Check rental(s) {ids} in your SMS.online account; to renew again, delete the "
+            f"Airflow Variable {ledger.key!r} and clear the task"
+        )
+    else:
+        message = (
+            f"the answer to a rental request was lost and {decision.reason}; none is adopted and "
+            f"no new rental is made. Keep or cancel rental(s) {ids} in your SMS.online account, "
+            f"then delete the Airflow Variable {ledger.key!r} to rent again"
+        )
+    return ChargeAmbiguousError(message, candidates=ids)

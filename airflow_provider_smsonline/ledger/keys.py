@@ -1,0 +1,125 @@
+# The ledger's Variable names, in one place. Every name that depends on user-chosen ids (dag, task,
+# run) ends in a digest of a JSON list of those ids, so that no two tasks or runs can share a name
+# however their ids are spelled; the readable part before it is for people only.
+"""Names of the charge ledger's Airflow Variables, and the account id claims are filed under."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+#: Records: one Variable per task instance and run.
+PREFIX = "smsonline_charge__"
+#: Claims, intents and named rentals, per account.
+CLAIM_PREFIX = "smsonline_rental__"
+#: Airflow's Variable key column is ``String(ID_LEN)``, ID_LEN = 250 (airflow/models/base.py).
+MAX_KEY_LENGTH = 250
+#: Characters of the readable part of a record's name (the digests make it unambiguous).
+READABLE_LENGTH = 100
+_NOT_READABLE = re.compile(r"[^A-Za-z0-9.-]+")
+
+
+def _digest(parts: list[object], length: int = 16) -> str:
+    text = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def account_id(endpoint: str, api_key: str) -> str:
+    """Where rental ids are unique: one account on one server, whichever connection holds it.
+
+    A truncated SHA-256 of the endpoint (scheme and host lower-cased, default port dropped) and
+    the API key: two connections holding the same key share it, and it does not reveal the key.
+    """
+    return _digest_text(f"{_normal_endpoint(endpoint)}\n{api_key}", 20)
+
+
+def _digest_text(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _normal_endpoint(endpoint: str) -> str:
+    endpoint = endpoint.strip()
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return endpoint
+    scheme = parts.scheme.lower()
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path or "/", "", ""))
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One task instance in one run: whose record it is.
+
+    :ivar dag_id: the DAG's id.
+    :ivar task_id: the task's id.
+    :ivar map_index: the map index, -1 for a task that is not mapped.
+    :ivar run_id: the DAG run's id (the same for every try of the run).
+    """
+
+    dag_id: str
+    task_id: str
+    map_index: int
+    run_id: str
+
+    @property
+    def task_prefix(self) -> str:
+        """The start of every record name of this task instance, whatever the run."""
+        readable = _NOT_READABLE.sub("-", f"{self.dag_id}.{self.task_id}")[:READABLE_LENGTH]
+        if self.map_index >= 0:
+            readable = f"{readable}.{self.map_index}"
+        return f"{PREFIX}{readable}__{_digest([self.dag_id, self.task_id, self.map_index])}__"
+
+    @property
+    def record_key(self) -> str:
+        """This run's record: ``smsonline_charge__<dag>.<task>[.<map>]__<digest>__<digest>``."""
+        return self.task_prefix + _digest([self.dag_id, self.task_id, self.map_index, self.run_id])
+
+    @property
+    def index_key(self) -> str:
+        """The list of this task instance's records, kept only where Airflow cannot list Variables."""
+        return self.task_prefix[:-2]
+
+    def same_task(self, parts: object) -> bool:
+        """Whether ``parts`` (a record's ``task`` field) names this task instance, any run."""
+        return isinstance(parts, list) and parts[:3] == [self.dag_id, self.task_id, self.map_index]
+
+    def to_json(self) -> list[object]:
+        """The JSON form a record carries: ``[dag_id, task_id, map_index, run_id]``."""
+        return [self.dag_id, self.task_id, self.map_index, self.run_id]
+
+
+def claim_prefix(account: str) -> str:
+    """The start of every claim, intent and named rental of ``account``."""
+    return f"{CLAIM_PREFIX}{account}__"
+
+
+def claim_key(account: str, rental_id: int) -> str:
+    """``rental_id`` belongs to the record named in this Variable's ``owner``."""
+    return f"{claim_prefix(account)}{rental_id}"
+
+
+def named_key(account: str, rental_id: int) -> str:
+    """``rental_id`` was named in a failure: nobody knows yet whose it is."""
+    return f"{claim_prefix(account)}named__{rental_id}"
+
+
+def intent_prefix(account: str) -> str:
+    """The start of every intent on ``account``."""
+    return f"{claim_prefix(account)}pending__"
+
+
+def intent_key(account: str, record_key: str) -> str:
+    """The intent of the record named ``record_key``: a charging call whose answer is not in yet."""
+    return intent_prefix(account) + _digest_text(record_key, 24)
+
+
+def is_intent_of(key: str, record_key: str) -> bool:
+    """Whether ``key`` is the intent of the record named ``record_key`` (on any account)."""
+    return key.startswith(CLAIM_PREFIX) and key.endswith("__pending__" + _digest_text(record_key, 24))

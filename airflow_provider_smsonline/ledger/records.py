@@ -1,0 +1,251 @@
+# The ledger's data as values, and their JSON forms in Airflow Variables. No I/O here: the store
+# reads and writes the JSON, the decision function reads the values.
+"""Typed records of the charge ledger: what a task instance wrote around a charging call, and
+what task instances on one account announce to each other."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from airflow_provider_smsonline.protocol import Rental, RentListEntry
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A getRentList row, reduced to what SMS.online documents for it (``price`` is not needed).
+
+    :ivar id: the rental's id.
+    :ivar phone: its number.
+    :ivar hours: its period in hours (a renewal adds its ``rent_time``); ``None`` if not sent.
+    """
+
+    id: int
+    phone: str
+    hours: int | None = None
+
+    @classmethod
+    def of(cls, entry: RentListEntry) -> Listed:
+        """The documented fields of a parsed row; anything else the server sent is ignored."""
+        return cls(id=entry.id, phone=entry.number, hours=entry.hours)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Written before a charging call; its outcome is unknown until :class:`Done` replaces it.
+
+    :ivar started: when the call was about to be made (this machine's clock, UTC).
+    :ivar until: when the call's window closes: it cannot be served after that.
+    :ivar snapshot: getRentList just before the call.
+    :ivar rent_time: the hours asked for (``None``: the server's default).
+    :ivar renewing: the id of the rental being renewed; ``None`` for a new rental.
+    :ivar intent: the Variable announcing the call to other task instances, if any.
+    :ivar looked_at: when a look after a lost answer last found nothing to adopt.
+    :ivar named: the named-rental Variables this record's ambiguity wrote.
+    """
+
+    started: datetime
+    until: datetime
+    snapshot: tuple[Listed, ...]
+    rent_time: int | None
+    renewing: int | None = None
+    intent: str | None = None
+    looked_at: datetime | None = None
+    named: tuple[str, ...] = ()
+
+    @property
+    def base(self) -> Listed | None:
+        """The renewed rental's row in the snapshot (``None``: not a renewal, or not listed)."""
+        return next((row for row in self.snapshot if row.id == self.renewing), None)
+
+
+@dataclass(frozen=True)
+class Done:
+    """Written after a charging call: the rental it paid for (or that was found to be its own).
+
+    :ivar rental: the rental (for a renewal: after it; its id may be new).
+    :ivar renewing: the id the renewal started from; ``None`` for a new rental.
+    :ivar claim: the claim Variable this record holds on the rental, if any.
+    """
+
+    rental: Rental
+    renewing: int | None = None
+    claim: str | None = None
+
+
+Record = Pending | Done
+
+
+@dataclass(frozen=True)
+class Intent:
+    """Another task instance's charging call on the same account, announced while unresolved.
+
+    :ivar owner: its record's Variable.
+    :ivar started: when its call was made.
+    :ivar until: when its call's window closes.
+    :ivar looked_at: when it last looked after a lost answer and found nothing of its own.
+    :ivar answered: the rental its call was answered with (noted before anything else).
+    """
+
+    owner: str
+    started: datetime | None = None
+    until: datetime | None = None
+    looked_at: datetime | None = None
+    answered: int | None = None
+
+
+@dataclass(frozen=True)
+class NamedMark:
+    """A rental another task instance named in its ambiguity, and when it appeared.
+
+    :ivar owner: that task instance's record Variable.
+    :ivar appeared_after: the rental was not there before this.
+    :ivar appeared_by: it was there by this.
+    """
+
+    owner: str
+    appeared_after: datetime | None = None
+    appeared_by: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What other task instances on the account say about the rentals that appeared.
+
+    :ivar held: rentals others claimed, or whose calls were answered with them.
+    :ivar named: rentals others named in an ambiguity, not claimed by anyone.
+    :ivar rivals: others' unresolved calls (no answer noted).
+    :ivar own_answer: the rental this record's own call was answered with, if that was noted.
+    """
+
+    held: frozenset[int] = frozenset()
+    named: Mapping[int, NamedMark] = field(default_factory=lambda: MappingProxyType({}))
+    rivals: tuple[Intent, ...] = ()
+    own_answer: int | None = None
+
+
+# ----------------------------------------------------------------------------- JSON forms
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def record_to_json(record: Record, *, task: list[object], at: datetime) -> dict[str, Any]:
+    """A record's Variable value; ``task`` and ``at`` (when written) serve pruning."""
+    base: dict[str, Any] = {"task": task, "at": at.isoformat(), "renewing": record.renewing}
+    if isinstance(record, Done):
+        return {**base, "state": "done", "rental": record.rental.to_xcom(), "claim": record.claim}
+    return {
+        **base,
+        "state": "pending",
+        "started": record.started.isoformat(),
+        "until": record.until.isoformat(),
+        "snapshot": [[row.id, row.phone, row.hours] for row in record.snapshot],
+        "rent_time": record.rent_time,
+        "intent": record.intent,
+        "looked_at": _time(record.looked_at),
+        "named": list(record.named),
+    }
+
+
+def record_from_json(data: Mapping[str, Any]) -> Record | None:
+    """The record in a Variable's value; ``None`` for an empty value.
+
+    :raises ValueError: the value is not a record this version wrote.
+    """
+    if not data:
+        return None
+    state = data.get("state")
+    try:
+        if state == "done":
+            rental = data["rental"]
+            return Done(
+                rental=Rental(
+                    id=int(rental["id"]),
+                    number=str(rental["number"]),
+                    end_date=datetime.fromisoformat(rental["end_date"]),
+                ),
+                renewing=_int(data.get("renewing")),
+                claim=data.get("claim") or None,
+            )
+        if state == "pending":
+            return Pending(
+                started=datetime.fromisoformat(data["started"]),
+                until=datetime.fromisoformat(data["until"]),
+                snapshot=tuple(
+                    Listed(id=int(row[0]), phone=str(row[1]), hours=_int(row[2])) for row in data["snapshot"]
+                ),
+                rent_time=_int(data.get("rent_time")),
+                renewing=_int(data.get("renewing")),
+                intent=data.get("intent") or None,
+                looked_at=_when(data.get("looked_at")),
+                named=tuple(key for key in data.get("named") or () if isinstance(key, str)),
+            )
+    except (KeyError, TypeError, ValueError, IndexError):
+        pass
+    raise ValueError(f"not a charge ledger record (state {state!r})")
+
+
+def owned_keys(data: Mapping[str, Any]) -> set[str]:
+    """The claim, intent and named Variables a record's value holds (they go when it goes)."""
+    keys = [data.get("claim"), data.get("intent"), *(data.get("named") or ())]
+    return {key for key in keys if isinstance(key, str) and key}
+
+
+def intent_to_json(owner: str, record: Pending, answered: int | None = None) -> dict[str, Any]:
+    """What a pending record announces: whose call, its window, and its answer once known."""
+    return {
+        "owner": owner,
+        "started": record.started.isoformat(),
+        "until": record.until.isoformat(),
+        "looked_at": _time(record.looked_at),
+        "answered": answered,
+    }
+
+
+def intent_from_json(data: Mapping[str, Any]) -> Intent | None:
+    """An intent's value; ``None`` when empty or unreadable."""
+    owner = data.get("owner")
+    if not isinstance(owner, str):
+        return None
+    answered = data.get("answered")
+    return Intent(
+        owner=owner,
+        started=_when(data.get("started")),
+        until=_when(data.get("until")),
+        looked_at=_when(data.get("looked_at")),
+        answered=int(answered) if isinstance(answered, (int, str)) and str(answered).isdigit() else None,
+    )
+
+
+def named_to_json(owner: str, appeared_after: datetime, appeared_by: datetime) -> dict[str, Any]:
+    """A named rental's value."""
+    return {
+        "owner": owner,
+        "named": True,
+        "appeared_after": appeared_after.isoformat(),
+        "appeared_by": appeared_by.isoformat(),
+    }
+
+
+def named_from_json(data: Mapping[str, Any]) -> NamedMark | None:
+    """A named rental's value; ``None`` when empty or unreadable."""
+    owner = data.get("owner")
+    if not isinstance(owner, str):
+        return None
+    return NamedMark(owner, _when(data.get("appeared_after")), _when(data.get("appeared_by")))
