@@ -91,6 +91,22 @@ def api(sandbox: Sandbox, session: requests.Session) -> Api:
     return Api(sandbox, session)
 
 
+@pytest.fixture
+def rich_api(session: requests.Session) -> Iterator[Api]:
+    """A sandbox with the fields SMS.online does not document, writing UTC (never a default)."""
+    with Sandbox(
+        host="127.0.0.1",
+        port=0,
+        api_key=CANARY_KEY,
+        balance=Decimal("1000"),
+        stock=50,
+        seed=0,
+        documented_only=False,
+        utc_offset=0,
+    ) as sb:
+        yield Api(sb, session)
+
+
 def control(sandbox: Sandbox, method: str, path: str, body: Any = None) -> requests.Response:
     return requests.request(method, sandbox.base_url + path, json=body, timeout=5)
 
@@ -183,12 +199,16 @@ def test_get_rent_number_answers_the_documented_shape(api: Api) -> None:
     status, body = api.get(action="getRentNumber", service="tg", country=0, rent_time=24)
     payload = json.loads(body)
     assert payload["status"] == "success"
-    assert {"id", "endDate", "number"} <= set(payload["phone"])
+    assert set(payload["phone"]) == {"id", "endDate", "number"}
     assert isinstance(payload["phone"]["id"], int)
     assert NO_OFFSET_DATE.match(payload["phone"]["endDate"])
     rental = protocol.parse_rental(status, body)
     assert rental.number.startswith("7") and rental.number.isdigit()
-    assert rental.extra["cost"] == str(price_of("tg", 0, 24))
+
+
+def test_the_rich_sandbox_adds_the_cost_to_get_rent_number(rich_api: Api) -> None:
+    status, body = rich_api.get(action="getRentNumber", service="tg", country=0, rent_time=24)
+    assert protocol.parse_rental(status, body).extra["cost"] == str(price_of("tg", 0, 24))
 
 
 def test_get_rent_number_charges_the_price_and_records_the_rental(api: Api, sandbox: Sandbox) -> None:
@@ -221,7 +241,8 @@ def test_rent_time_defaults_to_4_hours(api: Api, sandbox: Sandbox) -> None:
     (record,) = sandbox.state()["rentals"]
     assert record["rent_time"] == 4
     created = protocol.parse_datetime(record["created"])
-    assert rental.end_date - created == timedelta(hours=4)
+    # The answer's endDate is written in UTC+3 without an offset; read as UTC it is 3 h ahead.
+    assert rental.end_date - created == timedelta(hours=4 + 3)
 
 
 def test_rental_ids_increase_by_one_from_at_least_1000(api: Api) -> None:
@@ -304,7 +325,8 @@ def test_cancel_within_the_window_refunds_the_charge(api: Api, sandbox: Sandbox)
     assert state["rentals"][0]["status"] == "cancelled"
 
 
-def test_get_rent_list_lists_active_rentals_with_string_fields_and_end_date(api: Api) -> None:
+def test_get_rent_list_lists_active_rentals_with_string_fields_and_end_date(rich_api: Api) -> None:
+    api = rich_api
     rented = api.rent(rent_time=8)
     status, body = api.get(action="getRentList")
     (item,) = json.loads(body)["values"]
@@ -392,7 +414,7 @@ def test_any_key_but_the_configured_one_answers_bad_key(sandbox: Sandbox, key: s
     assert caught.value.code == "BAD_KEY"
 
 
-@pytest.mark.parametrize("action", ["getNumber", "", None], ids=["unknown", "empty", "missing"])
+@pytest.mark.parametrize("action", ["getFullSms", "", None], ids=["unknown", "empty", "missing"])
 def test_unknown_action_answers_bad_action(api: Api, action: str | None) -> None:
     status, body = api.get() if action is None else api.get(action=action)
     assert body == b"BAD_ACTION"
@@ -1018,23 +1040,36 @@ def _answers_of_every_action(sandbox: Sandbox, session: requests.Session) -> dic
         "setRentStatus": api.get(action="setRentStatus", id=other.id, status=1)[1],
         "getRentHistory": api.get(action="getRentHistory")[1],
     }
-    return {a: body.decode() if a == "getBalance" else json.loads(body) for a, body in bodies.items()}
+    # The activation family: one activation with a code, listed, then completed.
+    number = api.get(action="getNumber", service="tg", country=0)[1].decode()
+    activation = int(number.split(":")[1])
+    sandbox.books.deliver_code(activation, "12345")
+    bodies |= {
+        "getNumber": number.encode(),
+        "getStatus": api.get(action="getStatus", id=activation)[1],
+        "getPrices": api.get(action="getPrices", service="tg", country=0)[1],
+        "getActiveActivations": api.get(action="getActiveActivations")[1],
+        "setStatus": api.get(action="setStatus", id=activation, status=6)[1],
+    }
+    plain = {"getBalance", "getNumber", "getStatus", "setStatus"}
+    return {a: body.decode() if a in plain else json.loads(body) for a, body in bodies.items()}
 
 
-def test_documented_only_answers_exactly_the_documented_shape_of_every_action(
+def test_the_default_sandbox_answers_exactly_the_documented_shape_of_every_action_in_utc_plus_3(
     session: requests.Session,
 ) -> None:
-    with Sandbox(port=0, api_key=CANARY_KEY, documented_only=True) as sb:
+    with Sandbox(port=0, api_key=CANARY_KEY) as sb:
+        assert sb.state()["utc_offset_hours"] == 3
         answers = _answers_of_every_action(sb, session)
     assert set(answers) == set(DOCUMENTED) == set(sb.books.actions)
     for action, answer in answers.items():
         assert mismatches(DOCUMENTED[action].success, answer) == [], action
 
 
-def test_the_default_sandbox_adds_exactly_the_rich_extras_and_nothing_else(
-    sandbox: Sandbox, session: requests.Session
-) -> None:
-    for action, answer in _answers_of_every_action(sandbox, session).items():
+def test_the_rich_sandbox_adds_exactly_the_rich_extras_and_nothing_else(session: requests.Session) -> None:
+    with Sandbox(port=0, api_key=CANARY_KEY, documented_only=False) as sandbox:
+        answers = _answers_of_every_action(sandbox, session)
+    for action, answer in answers.items():
         problems = mismatches(DOCUMENTED[action].success, answer)
         assert {problem for _, problem in problems} <= {UNDOCUMENTED}, (action, problems)
         assert undocumented_fields(action, answer) == RICH_EXTRAS.get(action, frozenset()), action
@@ -1071,7 +1106,7 @@ def test_utc_offset_writes_every_date_in_that_zone_without_an_offset(
 ) -> None:
     shift = timedelta(hours=hours)
     url, hook = webhook_receiver
-    with Sandbox(port=0, api_key=CANARY_KEY, utc_offset=hours) as sb:
+    with Sandbox(port=0, api_key=CANARY_KEY, utc_offset=hours, documented_only=False) as sb:
         api = Api(sb, session)
         end_date = json.loads(api.get(action="getRentNumber", service="tg", country=0, url=url)[1])["phone"]
         sb.deliver_sms(end_date["id"], text="Code 1")
@@ -1117,7 +1152,7 @@ def test_get_rent_history_lists_every_rental_newest_first_with_cost_sms_and_stat
 
 
 def test_cli_serves_documented_answers_in_the_given_zone() -> None:
-    process, url = _start_cli("--api-key", "k1", "--documented-only", "--utc-offset", "3")
+    process, url = _start_cli("--api-key", "k1", "--utc-offset", "3")
     try:
         query = {"api_key": "k1", "action": "getRentNumber", "service": "tg", "country": 0}
         phone = requests.get(url, params=query, timeout=5).json()["phone"]

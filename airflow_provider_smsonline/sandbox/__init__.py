@@ -12,8 +12,9 @@ In process::
 From a shell: ``python -m airflow_provider_smsonline.sandbox --port 8765 --api-key sandbox``
 (``--help`` lists every option and its default).
 
-``Sandbox(documented_only=True)`` answers only the fields SMS.online's pages document
-(:mod:`.documented` holds the table); ``Sandbox(utc_offset=3)`` writes every date in UTC+3.
+By default the sandbox answers only the fields SMS.online's pages document (:mod:`.documented`
+holds the table; ``Sandbox(documented_only=False)`` adds a few more) and writes every date in
+UTC+3 (``Sandbox(utc_offset=...)``), a zone SMS.online never names.
 
 Control API (JSON, no API key, loopback clients only): ``GET /sandbox/state``,
 ``GET /sandbox/catalogue``, ``POST /sandbox/rentals/<id>/sms``, ``GET|POST|DELETE /sandbox/faults``

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from types import FrameType
 
 import airflow_provider_smsonline.sandbox.inputs as inputs
+from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET
 from airflow_provider_smsonline.sandbox.server import (
     DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
     MAX_WEBHOOK_TIMEOUT_SECONDS,
@@ -139,16 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--utc-offset",
         type=_hours,
-        default=0,
+        default=DEFAULT_UTC_OFFSET,
         metavar="HOURS",
         help="the zone (hours east of UTC) the API writes every date in: endDate, SMS dates; "
         "written without an offset, as SMS.online does",
     )
     parser.add_argument(
-        "--documented-only",
+        "--rich",
         action="store_true",
-        help="answer only the fields SMS.online's pages document (no endDate, service, country in "
-        "getRentList, no cost in getRentNumber and continueRentNumber)",
+        help="answer more than SMS.online's pages document (endDate, service, country in "
+        "getRentList; cost in getRentNumber and continueRentNumber); by default only what they document",
     )
     parser.add_argument(
         "--allow-remote",
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         webhook_timeout=args.webhook_timeout,
         utc_offset=args.utc_offset,
-        documented_only=args.documented_only,
+        documented_only=not args.rich,
     )
     try:
         sandbox.start()

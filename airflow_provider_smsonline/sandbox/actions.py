@@ -97,6 +97,16 @@ def lenient_int(raw: str | None, default: int) -> int:
 Handler = Callable[[Books, Mapping[str, str], datetime], Reply]
 
 
+def _as_reply(handler: Callable[[Books, Mapping[str, str], datetime], tuple[str, bool]]) -> Handler:
+    """An activation handler's ``(body, is_json)`` as a :class:`Reply`."""
+
+    def answer(books: Books, params: Mapping[str, str], now: datetime) -> Reply:
+        body, is_json = handler(books, params, now)
+        return _reply(200, body, JSON if is_json else PLAIN)
+
+    return answer
+
+
 class Actions:
     """The API's actions, answered from a :class:`~.books.Books` (the caller holds its lock).
 
@@ -124,6 +134,10 @@ class Actions:
             protocol.GET_RENT_PRICES: self._get_rent_prices,
             GET_RENT_HISTORY: self._get_rent_history,
         }
+        from airflow_provider_smsonline.sandbox.activations import ActivationActions
+
+        self.activations = ActivationActions(self, _Refused, documented_only=documented_only)
+        self._handlers = {**self._handlers, **{n: _as_reply(h) for n, h in self.activations.handlers.items()}}
 
     @property
     def names(self) -> tuple[str, ...]:

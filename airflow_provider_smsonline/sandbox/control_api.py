@@ -20,12 +20,15 @@ PATHS = (
     "/sandbox/state",
     "/sandbox/catalogue",
     "/sandbox/rentals/<id>/sms",
+    "/sandbox/activations/<id>/code",
     "/sandbox/faults",
     "/sandbox/reset",
     "/sandbox/clock",
 )
 _RENTAL_SMS = re.compile(r"^/sandbox/rentals/(\d{1,18})/sms$")
+_ACTIVATION_CODE = re.compile(r"^/sandbox/activations/(\d{1,18})/code$")
 _SMS_FIELDS = ("text", "phone_from", "service")
+_CODE_FIELDS = ("code", "text")
 _FAULT_FIELDS = ("action", "mode", "count", "delay")
 _RANDOM_FIELDS = ("mode", "action", "rate", "modes", "seed", "delays")
 _RESET_FIELDS = ("balance", "stock")
@@ -91,6 +94,12 @@ def _route(state: SandboxState, method: str, path: str, body: bytes, webhook_tim
             data.get("service"),
             webhook_timeout=webhook_timeout,
         )
+    code_match = _ACTIVATION_CODE.match(path)
+    if code_match:
+        _expect(method, "POST")
+        data = json_object(body)
+        check_fields(data, _CODE_FIELDS, required=("code",))
+        return state.deliver_code(int(code_match.group(1)), data["code"], data.get("text"))
     if path == "/sandbox/faults":
         _expect(method, "GET", "POST", "DELETE")
         return _faults(state, method, body)

@@ -155,6 +155,45 @@ DOCUMENTED: Mapping[str, Documented] = MappingProxyType(
                 ),
                 when_empty="[] (the leanest form; undocumented)",
             ),
+            # The activation family: names from SMS.online's pages, plain-text answers the shared
+            # protocol's (sms-activate, sms-online.pro).
+            Documented("getNumber", _DOCS + "getNumber", PlainText(r"ACCESS_NUMBER:\d+:\d+")),
+            Documented(
+                "getStatus", _DOCS + "getStatus", PlainText(r"STATUS_(WAIT_CODE|CANCEL|OK:.+|WAIT_RETRY:.+)")
+            ),
+            Documented(
+                "setStatus", _DOCS + "setStatus", PlainText(r"ACCESS_(READY|RETRY_GET|ACTIVATION|CANCEL)")
+            ),
+            Documented(
+                "getPrices",
+                _DOCS + "getPrices",
+                KeyedBy(
+                    "country id",
+                    r"\d+",
+                    KeyedBy("service code", r"[a-z0-9_]+", {"cost": Number(), "count": INTEGER}),
+                ),
+            ),
+            Documented(
+                "getActiveActivations",
+                _DOCS + "getActiveActivations",
+                {
+                    "status": SUCCESS,
+                    "activeActivations": ListOf(
+                        {
+                            "activationId": DIGITS,
+                            "countryCode": DIGITS,
+                            "countryName": Text(),
+                            "serviceCode": Text(),
+                            "phoneNumber": Text(r"[\d*]+", "digits, some masked with *"),
+                            "activationCost": Number(),
+                            "activationStatus": DIGITS,
+                            "smsCode": ListOf(Text()),
+                            "activationTime": Text(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "a date, no zone"),
+                        }
+                    ),
+                },
+                when_empty="NO_ACTIVATIONS (the page names the case, not the code)",
+            ),
         )
     }
 )

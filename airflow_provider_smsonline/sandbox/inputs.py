@@ -16,6 +16,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 #: The largest balance the sandbox keeps.
+#: The zone the sandbox writes its dates in unless told otherwise: UTC+3, which SMS.online's peers
+#: use and SMS.online never names, so that no wait or reconciliation passes by trusting it.
+DEFAULT_UTC_OFFSET = 3.0
 MAX_BALANCE = Decimal("1000000000000")
 #: The most numbers a service and country can start with.
 MAX_STOCK = 1_000_000_000

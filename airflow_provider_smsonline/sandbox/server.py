@@ -26,6 +26,7 @@ from typing import Any
 import airflow_provider_smsonline.sandbox.inputs as inputs
 from airflow_provider_smsonline.protocol import ENDPOINT_PATH
 from airflow_provider_smsonline.sandbox.faults import RandomFaults
+from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET
 from airflow_provider_smsonline.sandbox.state import DEFAULT_CANCEL_WINDOW_SECONDS, SandboxState
 from airflow_provider_smsonline.sandbox.webhooks import DEFAULT_WEBHOOK_TIMEOUT_SECONDS, deliver_sms
 from airflow_provider_smsonline.sandbox.wire import (
@@ -66,10 +67,11 @@ class Sandbox:
     :param verbose: log each request (path and status, never the query) to stderr.
     :param webhook_timeout: seconds a webhook post may take.
     :param utc_offset: hours east of UTC of the zone the API writes every date in (``endDate``,
-        SMS dates), without an offset as SMS.online does; 0 (UTC) by default.
+        SMS dates), without an offset as SMS.online does; UTC+3 by default, a zone SMS.online
+        never names, so that nothing passes by trusting the server's clock.
     :param documented_only: answer only what SMS.online's pages document
-        (:data:`~.documented.DOCUMENTED`), without the sandbox's extra fields
-        (:data:`~.documented.RICH_EXTRAS`).
+        (:data:`~.documented.DOCUMENTED`, the default); ``False`` adds the sandbox's extra
+        fields (:data:`~.documented.RICH_EXTRAS`), which the real service does not send.
     :param after_answer: called with an :class:`Answered` after each API answer is written to the
         socket (in the server thread that sent it; keep it short). Not called when a fault
         withholds the answer (``reset_after_commit``, ``timeout_after_commit``).
@@ -89,8 +91,8 @@ class Sandbox:
         verbose: bool = False,
         webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
         after_answer: AfterAnswer | None = None,
-        utc_offset: float = 0,
-        documented_only: bool = False,
+        utc_offset: float = DEFAULT_UTC_OFFSET,
+        documented_only: bool = True,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(

@@ -47,7 +47,7 @@ from airflow_provider_smsonline.sandbox.faults import (
     build_fault,
     build_random_plan,
 )
-from airflow_provider_smsonline.sandbox.inputs import SandboxError
+from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET, SandboxError
 from airflow_provider_smsonline.validation import validate_rent_id
 
 __all__ = [
@@ -86,9 +86,10 @@ class SandboxState:
     :param stock: how many numbers each service and country starts with.
     :param seed: seeds the phone numbers drawn (``None``: random).
     :param cancel_window_seconds: how long after renting a cancel is refunded (sandbox time).
-    :param utc_offset: hours east of UTC of the zone every date in an answer is written in.
+    :param utc_offset: hours east of UTC of the zone every date in an answer is written in
+        (UTC+3 by default: SMS.online names no zone).
     :param documented_only: answer only the fields SMS.online's pages document
-        (:data:`.documented.DOCUMENTED`); by default a few more (:data:`.documented.RICH_EXTRAS`).
+        (:data:`.documented.DOCUMENTED`, the default); ``False`` adds :data:`.documented.RICH_EXTRAS`.
     :raises ValueError: (a :class:`SandboxError`) naming the first bad argument.
     """
 
@@ -100,8 +101,8 @@ class SandboxState:
         seed: int | None = None,
         cancel_window_seconds: float = DEFAULT_CANCEL_WINDOW_SECONDS,
         *,
-        utc_offset: float = 0,
-        documented_only: bool = False,
+        utc_offset: float = DEFAULT_UTC_OFFSET,
+        documented_only: bool = True,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -210,6 +211,16 @@ class SandboxState:
                 self._activity.webhook_due()
             return Delivery(rental_id=rental.id, sms=sms, webhook_url=rental.url, payload=payload)
 
+    def deliver_code(self, activation_id: object, code: object, text: object = None) -> dict[str, Any]:
+        """Deliver a code (and its SMS text) to a waiting activation; returns the activation.
+
+        Raises :class:`SandboxError` (404 unknown activation, 409 not waiting, 400 bad field).
+        """
+        from airflow_provider_smsonline.sandbox.activations import deliver_code
+
+        with self._lock:
+            return deliver_code(self._books, activation_id, code, text, self._clock.now())
+
     def record_webhook(self, delivery: Delivery, ok: bool, detail: str) -> None:
         """Count one finished webhook post (``ok``: the endpoint answered 2xx)."""
         with self._lock:
@@ -266,6 +277,8 @@ class SandboxState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as the JSON-able dict ``GET /sandbox/state`` answers."""
+        from airflow_provider_smsonline.sandbox.activations import activations_json
+
         with self._lock:
             return snapshot(
                 clock=self._clock,
@@ -275,4 +288,4 @@ class SandboxState:
                 cancel_window=self.cancel_window,
                 utc_offset=self.utc_offset,
                 documented_only=self.documented_only,
-            )
+            ) | {"activations": activations_json(self._books, self._clock.now())}
