@@ -25,7 +25,9 @@ def main() -> int:
     with Sandbox(host="127.0.0.1", port=0) as sandbox:
         print(f"SMS.online sandbox listening on {sandbox.url}")
         airflow = LocalAirflow(home=args.home, dags_folder=ROOT / "example_dags")
-        airflow.use_sandbox(sandbox)
+        # SMS.online's dates carry no zone; the connection names the server's (the sandbox writes
+        # UTC+3, as SMS.online's peers do), so that end_date reads right.
+        airflow.use_sandbox(sandbox, server_timezone="Etc/GMT-3")
         print(f"Airflow home: {airflow.home} (creating the metadata DB if needed)")
         airflow.migrate()
         print("Running DAG smsonline_rent_manual with `airflow dags test` ...")
