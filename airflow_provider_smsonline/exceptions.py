@@ -10,12 +10,15 @@ you care about::
     ├── AccountError            the key or the account needs fixing (not retryable)
     │   └── BannedError         ``.banned_until`` says when the ban ends
     ├── InvalidRequestError     an argument needs fixing (not retryable)
-    │   └── MaxHoursExceededError  a renewal past the longest rental (``.max_hours``)
+    │   ├── MaxHoursExceededError  a renewal past the longest rental (``.max_hours``)
+    │   └── PriceLimitError     the price is above the task's ``max_price`` (nothing charged)
     ├── NoNumbersError          out of stock right now (retryable)
     ├── RentalStateError        the rental cannot do that now (not retryable)
     │   ├── RentalNotFoundError
     │   ├── RentalExpiredError
+    │   ├── ActivationNotFoundError  ``NO_ACTIVATION``
     │   └── CancelNotAllowedError
+    │       └── EarlyCancelDeniedError  ``EARLY_CANCEL_DENIED``: too soon to cancel an activation
     ├── ServerError             the server or the network failed (retryable)
     │   └── TransportError      no usable answer arrived
     ├── OutcomeUnknownError     a charging call may have succeeded: check before retrying
@@ -106,6 +109,10 @@ class RentalNotFoundError(RentalStateError):
     """No rental with this id belongs to the account (``NO_ID_RENT``)."""
 
 
+class ActivationNotFoundError(RentalNotFoundError):
+    """No activation with this id (``NO_ACTIVATION``)."""
+
+
 class RentalExpiredError(RentalStateError):
     """The rental has ended: expired, finished, cancelled or revoked."""
 
@@ -141,3 +148,28 @@ class UnknownCodeError(SmsOnlineError):
     """The API answered with a code this provider does not know; ``.code`` keeps it as sent."""
 
     retryable = True
+
+
+class EarlyCancelDeniedError(CancelNotAllowedError):
+    """An activation cannot be cancelled yet (``EARLY_CANCEL_DENIED``: its first minutes)."""
+
+
+class PriceLimitError(InvalidRequestError):
+    """The price is above the limit the caller set; nothing was charged.
+
+    :ivar price: the price asked (the server's minimum for ``WRONG_MAX_PRICE``), if known.
+    :ivar limit: the caller's limit, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        price: object = None,
+        limit: object = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        self.price = price
+        self.limit = limit

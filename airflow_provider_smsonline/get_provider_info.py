@@ -51,19 +51,29 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "SMS.online",
-                "python-modules": ["airflow_provider_smsonline.operators.rent"],
+                "python-modules": [
+                    "airflow_provider_smsonline.operators.rent",
+                    "airflow_provider_smsonline.operators.activation",
+                ],
             }
         ],
         "sensors": [
             {
                 "integration-name": "SMS.online",
-                "python-modules": ["airflow_provider_smsonline.sensors.rent"],
+                "python-modules": [
+                    "airflow_provider_smsonline.sensors.rent",
+                    "airflow_provider_smsonline.sensors.activation",
+                ],
             }
         ],
         "triggers": [
             {
                 "integration-name": "SMS.online",
-                "python-modules": ["airflow_provider_smsonline.triggers.rent"],
+                "python-modules": [
+                    "airflow_provider_smsonline.triggers.rent",
+                    "airflow_provider_smsonline.triggers.activation",
+                    "airflow_provider_smsonline.triggers.events",
+                ],
             }
         ],
         "connection-types": [

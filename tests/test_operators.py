@@ -109,13 +109,14 @@ def test_bad_argument_fails_at_construction_naming_the_field_and_allowed_values(
         make()
 
 
-def test_rent_number_template_fields_are_the_five_arguments() -> None:
+def test_rent_number_template_fields_are_the_six_arguments() -> None:
     assert set(RentNumberOperator.template_fields) == {
         "service",
         "country",
         "operator",
         "rent_time",
         "webhook_url",
+        "max_price",
     }
 
 
@@ -410,7 +411,7 @@ def test_continue_rent_of_an_expired_rental_fails_without_retry(
 
 
 def test_continue_rent_template_fields_are_its_arguments() -> None:
-    assert set(ContinueRentOperator.template_fields) == {"rent_id", "rent_time"}
+    assert set(ContinueRentOperator.template_fields) == {"rent_id", "rent_time", "max_price"}
 
 
 # ----------------------------------------------------------------------------- Finish / Cancel

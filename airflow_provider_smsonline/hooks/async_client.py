@@ -295,6 +295,14 @@ class AsyncSmsOnlineClient:
             lambda status, body: protocol.parse_rent_status(status, body, zone),
         )
 
+    async def get_status(self, activation_id: int, *, v2: bool = False) -> protocol.ActivationStatus:
+        """An activation's state (getStatus; getStatusV2 also gives the SMS text).
+
+        :raises ActivationNotFoundError: ``NO_ACTIVATION``.
+        :raises ServerError: the server or the network failed (retryable).
+        """
+        return await self._call(protocol.get_status_params(activation_id, v2=v2), protocol.parse_status)
+
     async def get_balance(self) -> Decimal:
         """The account's balance (getBalance), e.g. ``Decimal('123.45')``; a cheap proof of the key."""
         return await self._call(protocol.get_balance_params(), protocol.parse_balance)

@@ -224,9 +224,90 @@ class SmsOnlineHook(BaseHook):
         """The account's active rentals (getRentList); none is ``[]``."""
         return self._call(protocol.get_rent_list_params(), protocol.parse_rent_list)
 
-    def get_rent_prices(self, country: int) -> list[protocol.RentPrice]:
-        """Rental prices and stock per service in a country (getRentPrices)."""
-        return self._call(protocol.get_rent_prices_params(country), protocol.parse_rent_prices)
+    def get_rent_prices(self, country: int, rent_time: int | None = None) -> list[protocol.RentPrice]:
+        """Rental prices and stock per service in a country (getRentPrices), for ``rent_time``
+        hours when given (sent as peers do; SMS.online's page names ``country`` only)."""
+        return self._call(protocol.get_rent_prices_params(country, rent_time), protocol.parse_rent_prices)
+
+    # ------------------------------------------------------------------ activations
+
+    def get_number(
+        self,
+        service: str,
+        country: int,
+        operator: str | None = None,
+        max_price: Decimal | float | str | None = None,
+        *,
+        v2: bool = False,
+    ) -> protocol.Activation:
+        """Buy an activation: a number for one verification code (getNumber). Charges money;
+        never re-sent automatically.
+
+        :param service: the service code, e.g. ``"tg"``.
+        :param country: the country id, e.g. ``0``.
+        :param operator: a mobile operator code; ``None`` for any.
+        :param max_price: sent as ``maxPrice``: above it the server refuses and charges nothing
+            (:class:`~airflow_provider_smsonline.exceptions.PriceLimitError`, ``WRONG_MAX_PRICE``).
+        :param v2: use getNumberV2, whose JSON answer carries the cost.
+        :raises OutcomeUnknownError: the request left but no usable answer came back.
+        """
+        params = protocol.get_number_params(service, country, operator, max_price, v2=v2)
+        limit = protocol.validate_max_price(max_price)
+
+        def parse(status: int, body: bytes) -> protocol.Activation:
+            try:
+                return protocol.parse_number(status, body)
+            except protocol.PriceLimitError as error:
+                error.limit = limit
+                if limit is not None:
+                    error.message = f"{error.message}; the limit is {limit}"
+                    error.args = (error.message,)
+                raise
+
+        return self._call(params, parse)
+
+    def get_status(self, activation_id: int, *, v2: bool = False) -> protocol.ActivationStatus:
+        """An activation's state (getStatus; getStatusV2 also gives the SMS text).
+
+        :raises ActivationNotFoundError: ``NO_ACTIVATION``.
+        """
+        return self._call(protocol.get_status_params(activation_id, v2=v2), protocol.parse_status)
+
+    def _set_status(self, activation_id: int, status: int) -> str:
+        return self._call(
+            protocol.set_status_params(activation_id, status),
+            lambda s, b: protocol.parse_set_status(s, b, status),
+        )
+
+    def mark_ready(self, activation_id: int) -> str:
+        """Tell the service the number was entered and an SMS is awaited (setStatus 1)."""
+        return self._set_status(activation_id, protocol.ACTIVATION_READY)
+
+    def request_another_code(self, activation_id: int) -> str:
+        """Ask for another SMS on the same number (setStatus 3)."""
+        return self._set_status(activation_id, protocol.ACTIVATION_RETRY)
+
+    def complete_activation(self, activation_id: int) -> str:
+        """Confirm the code and complete the activation (setStatus 6)."""
+        return self._set_status(activation_id, protocol.ACTIVATION_COMPLETE)
+
+    def cancel_activation(self, activation_id: int) -> str:
+        """Cancel an activation for a refund (setStatus 8).
+
+        :raises EarlyCancelDeniedError: ``EARLY_CANCEL_DENIED``, too soon after buying (about
+            2 minutes).
+        """
+        return self._set_status(activation_id, protocol.ACTIVATION_CANCEL)
+
+    def get_prices(
+        self, service: str | None = None, country: int | None = None
+    ) -> list[protocol.ActivationPrice]:
+        """Activation prices and stock (getPrices), optionally for one service and/or country."""
+        return self._call(protocol.get_prices_params(service, country), protocol.parse_prices)
+
+    def get_active_activations(self) -> list[protocol.ActiveActivation]:
+        """The account's active activations (getActiveActivations); none is ``[]``."""
+        return self._call(protocol.get_active_activations_params(), protocol.parse_active_activations)
 
     def _parse_rental(self, status: int, body: bytes) -> protocol.Rental:
         return protocol.parse_rental(status, body, self.config.server_timezone)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
@@ -55,6 +56,24 @@ def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
     if isinstance(error, AccountError):
         return AirflowFailException(f"{error} (connection {conn_id!r}); not retrying")
     return AirflowFailException(f"{error}; not retrying")
+
+
+def _max_price(value: object) -> Decimal | None:
+    from airflow_provider_smsonline.protocol import validate_max_price
+
+    return validate_max_price(value)
+
+
+def price_above_limit(what: str, price: Decimal, limit: Decimal) -> Exception:
+    """The budget guard's refusal: nothing was charged; the task fails without retry."""
+    from airflow_provider_smsonline.exceptions import PriceLimitError
+
+    return PriceLimitError(
+        f"{what} costs {price}, above max_price {limit}; nothing was charged",
+        code="max_price",
+        price=price,
+        limit=limit,
+    )
 
 
 class _SmsOnlineOperator(BaseOperator):
@@ -177,11 +196,24 @@ class RentNumberOperator(_ChargingOperator):
     :param rent_time: hours: 4, 8, 12, 24, 72, 168, 360, 720 or 2160; ``None`` for the
         server's default (templated).
     :param webhook_url: http(s) URL that receives each SMS (templated).
+    :param max_price: the most the rental may cost, e.g. ``100``; ``None``: no limit (templated).
+        The price is looked up first (getRentPrices for ``rent_time``); above the limit nothing
+        is rented and the task fails without retry, naming the price and the limit. getRentNumber
+        takes no limit of its own, so a price that rose between the look-up and the rental is
+        caught afterwards from getRentList's ``price``: that rental is cancelled for a refund
+        and the task fails the same way.
     :param smsonline_conn_id: the connection holding the API key.
     :param cancel_on_failure: cancel (refund) the rental if the task fails after renting it.
     """
 
-    template_fields: Sequence[str] = ("service", "country", "operator", "rent_time", "webhook_url")
+    template_fields: Sequence[str] = (
+        "service",
+        "country",
+        "operator",
+        "rent_time",
+        "webhook_url",
+        "max_price",
+    )
 
     def __init__(
         self,
@@ -191,6 +223,7 @@ class RentNumberOperator(_ChargingOperator):
         operator: str | None = None,
         rent_time: int | str | None = None,
         webhook_url: str | None = None,
+        max_price: float | str | Decimal | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -199,6 +232,7 @@ class RentNumberOperator(_ChargingOperator):
         self.operator = operator
         self.rent_time = rent_time
         self.webhook_url = webhook_url
+        self.max_price = max_price
         check_fields(self._validators(), rendered=False)
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
@@ -208,13 +242,55 @@ class RentNumberOperator(_ChargingOperator):
             "operator": (validation.validate_operator, self.operator),
             "rent_time": (validation.validate_rent_time, self.rent_time),
             "webhook_url": (validation.validate_webhook_url, self.webhook_url),
+            "max_price": (_max_price, self.max_price),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = self._rendered()
+        limit = args.pop("max_price")
         hook = self.hook()
         with hook:
-            return self._charge(context, hook, lambda: hook.get_rent_number(**args), args["rent_time"])
+            if limit is not None:
+                self._api(lambda: self._check_price(hook, args, limit))
+            result = self._charge(context, hook, lambda: hook.get_rent_number(**args), args["rent_time"])
+            if limit is not None:
+                self._check_paid(context, hook, result["id"], limit)
+            return result
+
+    def _what(self, args: dict[str, Any]) -> str:
+        hours = f"{args['rent_time']} hours" if args["rent_time"] else "the default period"
+        return f"renting {args['service']!r} in country {args['country']} for {hours}"
+
+    def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
+        prices = hook.get_rent_prices(args["country"], rent_time=args["rent_time"])
+        listed = next((p for p in prices if p.service == args["service"]), None)
+        if listed is not None and listed.cost > limit:
+            raise price_above_limit(self._what(args), listed.cost, limit)
+
+    def _check_paid(self, context: Context, hook: SmsOnlineHook, rent_id: int, limit: Decimal) -> None:
+        """The price rose between the look-up and the rental: cancel it for a refund and fail."""
+        from airflow_provider_smsonline._compat import AirflowFailException
+        from airflow_provider_smsonline.exceptions import SmsOnlineError
+        from airflow_provider_smsonline.ledger import ChargeLedger
+
+        try:
+            row = next((r for r in hook.get_rent_list() if r.id == rent_id), None)
+        except SmsOnlineError as error:
+            self.log.warning(
+                "Could not read what rental %s cost (%s); max_price was checked before", rent_id, error
+            )
+            return
+        if row is None or row.price is None or row.price <= limit:
+            return
+        problem = (
+            f"rental {rent_id} cost {row.price}, above max_price {limit} (the price rose after the look-up)"
+        )
+        try:
+            hook.cancel_rent(rent_id)
+        except SmsOnlineError as error:
+            raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
+        ChargeLedger.for_context(context).write(None)
+        raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
 
 
 class ContinueRentOperator(_ChargingOperator):
@@ -226,28 +302,44 @@ class ContinueRentOperator(_ChargingOperator):
 
     :param rent_id: the rental's id (templated).
     :param rent_time: hours to add: 4, 8, 12, 24, 72, 168, 360, 720 or 2160 (templated).
+    :param max_price: the most the renewal may cost; ``None``: no limit (templated). The price
+        is looked up first (getContinueRentPrice); above the limit nothing is renewed and the
+        task fails without retry, naming the price and the limit. continueRentNumber takes no
+        limit and a renewal cannot be undone: a price that rose between the look-up and the
+        renewal is paid (the window is one round trip).
     :param smsonline_conn_id: the connection holding the API key.
     """
 
-    template_fields: Sequence[str] = ("rent_id", "rent_time")
+    template_fields: Sequence[str] = ("rent_id", "rent_time", "max_price")
 
-    def __init__(self, *, rent_id: int | str, rent_time: int | str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        rent_id: int | str,
+        rent_time: int | str,
+        max_price: float | str | Decimal | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("cancel_on_failure", False)  # cancelling would end the whole rental
         super().__init__(**kwargs)
         self.rent_id = rent_id
         self.rent_time = rent_time
+        self.max_price = max_price
         check_fields(self._validators(), rendered=False)
 
     def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
         return {
             "rent_id": (validation.validate_rent_id, self.rent_id),
             "rent_time": (lambda v: validation.validate_rent_time(v, optional=False), self.rent_time),
+            "max_price": (_max_price, self.max_price),
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = self._rendered()
         hook = self.hook()
         with hook:
+            if args["max_price"] is not None:
+                self._api(lambda: self._check_price(hook, args))
             return self._charge(
                 context,
                 hook,
@@ -255,6 +347,12 @@ class ContinueRentOperator(_ChargingOperator):
                 args["rent_time"],
                 existing_id=args["rent_id"],
             )
+
+    def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any]) -> None:
+        price = hook.get_continue_rent_price(args["rent_id"], args["rent_time"])
+        if price > args["max_price"]:
+            what = f"renewing rental {args['rent_id']} by {args['rent_time']} hours"
+            raise price_above_limit(what, price, args["max_price"])
 
 
 class FinishRentOperator(_SmsOnlineOperator):

@@ -217,8 +217,12 @@ def settle(config: ClientConfig, request: Request, error: SmsOnlineError) -> Sms
         isinstance(error, ServerError) and error.code in ("transport", "bad_response")
     ):
         return OutcomeUnknownError(
-            f"{request.action} may have succeeded and been charged: {error.message}. A rental may "
-            "exist; check get_rent_list() before trying again",
+            f"{request.action} may have succeeded and been charged: {error.message}. "
+            + (
+                "An activation may exist; check get_active_activations() before trying again"
+                if request.action.startswith("getNumber")
+                else "A rental may exist; check get_rent_list() before trying again"
+            ),
             code=error.code,
             action=request.action,
             http_status=error.http_status,

@@ -25,9 +25,17 @@ GET_RENT_LIST = "getRentList"
 CONTINUE_RENT_NUMBER = "continueRentNumber"
 GET_CONTINUE_RENT_PRICE = "getContinueRentPrice"
 GET_RENT_PRICES = "getRentPrices"
+# The activation family (one-time numbers); its parameters are built in activations.py.
+GET_NUMBER = "getNumber"
+GET_NUMBER_V2 = "getNumberV2"
+GET_STATUS = "getStatus"
+GET_STATUS_V2 = "getStatusV2"
+SET_STATUS = "setStatus"
+GET_PRICES = "getPrices"
+GET_ACTIVE_ACTIVATIONS = "getActiveActivations"
 
 #: Actions that charge money: never re-sent automatically.
-CHARGING_ACTIONS = frozenset({GET_RENT_NUMBER, CONTINUE_RENT_NUMBER})
+CHARGING_ACTIONS = frozenset({GET_RENT_NUMBER, CONTINUE_RENT_NUMBER, GET_NUMBER, GET_NUMBER_V2})
 
 #: setRentStatus values.
 RENT_STATUS_FINISH = 1
@@ -108,6 +116,11 @@ def get_continue_rent_price_params(rent_id: int, rent_time: int) -> dict[str, st
     }
 
 
-def get_rent_prices_params(country: int) -> dict[str, str]:
-    """Parameters of getRentPrices."""
-    return {"action": GET_RENT_PRICES, "country": str(validate_country(country))}
+def get_rent_prices_params(country: int, rent_time: int | None = None) -> dict[str, str]:
+    """Parameters of getRentPrices; ``rent_time`` (peers' field, not on SMS.online's page) is
+    sent only when given."""
+    params = {"action": GET_RENT_PRICES, "country": str(validate_country(country))}
+    hours = validate_rent_time(rent_time)
+    if hours is not None:
+        params["rent_time"] = str(hours)
+    return params

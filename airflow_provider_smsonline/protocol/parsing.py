@@ -14,11 +14,14 @@ from typing import Any
 from airflow_provider_smsonline.dates import parse_datetime
 from airflow_provider_smsonline.exceptions import (
     AccountError,
+    ActivationNotFoundError,
     BannedError,
     CancelNotAllowedError,
+    EarlyCancelDeniedError,
     InvalidRequestError,
     MaxHoursExceededError,
     NoNumbersError,
+    PriceLimitError,
     RentalExpiredError,
     RentalNotFoundError,
     RentalStateError,
@@ -65,6 +68,16 @@ ERROR_TABLE: Mapping[str, tuple[type[SmsOnlineError], str]] = MappingProxyType(
         "ERROR_SQL": (ServerError, "the server failed (SQL error)"),
         "SQL_ERROR": (ServerError, "the server failed (SQL error)"),
         "SERVER_ERROR": (ServerError, "the server failed"),
+        # the activation family
+        "NO_ACTIVATION": (ActivationNotFoundError, "no activation with this id"),
+        "BAD_STATUS": (InvalidRequestError, "the activation status is not valid"),
+        "EARLY_CANCEL_DENIED": (
+            EarlyCancelDeniedError,
+            "an activation cannot be cancelled in its first minutes",
+        ),
+        "WRONG_MAX_PRICE": (PriceLimitError, "the price is above the maxPrice sent; nothing was charged"),
+        "WRONG_EXCEPTION_PHONE": (InvalidRequestError, "the excluded number prefixes are not valid"),
+        "NO_BALANCE_FORWARD": (AccountError, "the balance is too low for call forwarding"),
     }
 )
 

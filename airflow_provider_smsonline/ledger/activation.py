@@ -1,0 +1,240 @@
+# getNumber charges and carries no idempotency key: this makes "at most one activation per task
+# instance and run" hold across lost answers, task retries and killed workers, with the same
+# Variable as the rent family's record (one task instance runs one operator, so they never meet).
+"""``buy_once``: getNumber made at most once per task instance and run.
+
+Before getNumber the operator writes a *pending* record holding the ids getActiveActivations
+lists (SMS.online documents that action: id, service code, country code, a phone number its
+sample masks, status, cost, codes, time); after the answer, *done* with the activation and a
+claim (``smsonline_activation__<account>__<id>``). A later try reads the record first:
+
+* *done*: the activation is reused unless getStatus says it was cancelled (or is unknown):
+  then a new one is bought.
+* *pending*: once the call's window (its timeouts and a margin) has passed, the activations
+  listed now but not in the snapshot, for the same service and country and claimed by no other
+  task instance, are the candidates. None: nothing was bought, getNumber is sent again. One,
+  with a readable number: adopted. One whose number is masked, or several: the task fails
+  without retry, naming them. Where getActiveActivations could not be read before the call,
+  nothing can decide: the task fails without retry and says what to check.
+
+An activation that received no code is refunded when cancelled, or by the service when its
+window (about 20 minutes) ends: a failure that names an activation costs nothing if it is left
+alone and no code is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
+from airflow_provider_smsonline.ledger.charge import WINDOW_MARGIN, ChargeAmbiguousError, account_of
+from airflow_provider_smsonline.ledger.store import ChargeLedger
+from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation, ActivationNotFoundError
+
+if TYPE_CHECKING:
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+log = logging.getLogger(__name__)
+
+#: Claims on activations, per account: ``smsonline_activation__<account>__<id>``.
+ACTIVATION_CLAIM_PREFIX = "smsonline_activation__"
+#: Minutes after which the service refunds an activation that received no code (peers' figure).
+REFUND_MINUTES = 20
+KIND = "activation"
+
+
+def claim_key(account: str, activation_id: int) -> str:
+    """The Variable claiming ``activation_id`` on ``account`` for one task instance and run."""
+    return f"{ACTIVATION_CLAIM_PREFIX}{account}__{activation_id}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _unresolved(ledger: ChargeLedger, why: str, ids: list[int]) -> ChargeAmbiguousError:
+    which = f"activation(s) {ids}" if ids else "the account's active activations"
+    return ChargeAmbiguousError(
+        f"the answer to getNumber was lost and {why}; no activation is adopted and none is bought. "
+        f"Check {which} in your SMS.online account: one without a code is refunded when cancelled, "
+        f"or by the service after about {REFUND_MINUTES} minutes. Then delete the Airflow Variable "
+        f"{ledger.key!r} to buy again",
+        candidates=ids,
+    )
+
+
+class _Record:
+    """The activation record's JSON, read leniently."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    @property
+    def state(self) -> str | None:
+        return self.data.get("state") if self.data.get("kind") == KIND else None
+
+
+def buy_once(
+    ledger: ChargeLedger,
+    hook: SmsOnlineHook,
+    buy: Callable[[], Activation],
+    *,
+    service: str,
+    country: int,
+) -> tuple[Activation, bool]:
+    """Send getNumber at most once for this task instance and run.
+
+    :returns: the activation and whether this try bought it (``False``: found again).
+    :raises ChargeAmbiguousError: the outcome cannot be decided; never retry blindly.
+    :raises OutcomeUnknownError: the answer was lost and nothing showed yet (retryable: the next
+        try looks again before it could buy).
+    """
+    account = account_of(hook)
+    data = ledger.store.get(ledger.key)
+    record = _Record(data)
+    if data and record.state is None:
+        raise ValueError(
+            f"the charge ledger's Airflow Variable {ledger.key!r} is not an activation record; check "
+            "the account, then delete the Variable to let the task buy again"
+        )
+    if record.state == "done":
+        found = _reuse(ledger, hook, record.data)
+        if found is not None:
+            return found, False
+    elif record.state == "pending":
+        found = _settle(ledger, hook, account, record.data, lost_now=False, service=service, country=country)
+        if found is not None:
+            return found, False
+    try:
+        snapshot: list[int] | None = [row.id for row in hook.get_active_activations()]
+    except SmsOnlineError as error:
+        if error.retryable:
+            raise
+        log.warning("getActiveActivations is refused (%s): a lost answer could not be reconciled", error.code)
+        snapshot = None
+    started = _now()
+    window = hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
+    pending = {
+        "kind": KIND,
+        "state": "pending",
+        "task": ledger.task.to_json(),
+        "at": started.isoformat(),
+        "started": started.isoformat(),
+        "until": (started + timedelta(seconds=window)).isoformat(),
+        "snapshot": snapshot,
+        "service": service,
+        "country": country,
+    }
+    ledger.store.set(ledger.key, pending)
+    if not data:
+        try:
+            ledger.prune()
+        except Exception:  # housekeeping: a failure only leaves old records behind
+            log.warning("Could not prune the charge ledger's older records", exc_info=True)
+    try:
+        activation = buy()
+    except OutcomeUnknownError:
+        found = _settle(ledger, hook, account, pending, lost_now=True, service=service, country=country)
+        if found is not None:
+            return found, True
+        raise
+    except SmsOnlineError:
+        ledger.write(None)  # the API refused explicitly: nothing was bought
+        raise
+    _done(ledger, account, activation)
+    return activation, True
+
+
+def _done(ledger: ChargeLedger, account: str, activation: Activation) -> None:
+    claim = claim_key(account, activation.id)
+    ledger.store.set(claim, {"owner": ledger.key})
+    now = _now()
+    ledger.store.set(
+        ledger.key,
+        {
+            "kind": KIND,
+            "state": "done",
+            "task": ledger.task.to_json(),
+            "at": now.isoformat(),
+            "activation": activation.to_xcom(),
+            "claim": claim,
+        },
+    )
+
+
+def forget(ledger: ChargeLedger) -> None:
+    """Remove this run's record and its claim (the activation was cancelled)."""
+    ledger.write(None)  # releases the claim the record owns
+
+
+def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, data: dict[str, Any]) -> Activation | None:
+    try:
+        saved = data["activation"]
+        activation = Activation(id=int(saved["id"]), number=str(saved["number"]))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"the charge ledger's Airflow Variable {ledger.key!r} is damaged") from None
+    try:
+        state = hook.get_status(activation.id)
+    except ActivationNotFoundError:
+        state = None
+    if state is None or state.status == STATUS_CANCEL:
+        log.info("Activation %s of an earlier try has ended; buying a new one.", activation.id)
+        forget(ledger)
+        return None
+    log.warning(
+        "This task instance already bought activation %s in an earlier try; reusing it.", activation.id
+    )
+    return activation
+
+
+def _settle(
+    ledger: ChargeLedger,
+    hook: SmsOnlineHook,
+    account: str,
+    data: dict[str, Any],
+    *,
+    lost_now: bool,
+    service: str,
+    country: int,
+) -> Activation | None:
+    """Decide on a pending record: the activation adopted, or ``None`` to buy (again)."""
+    snapshot = data.get("snapshot")
+    if not isinstance(snapshot, list):
+        raise _unresolved(ledger, "getActiveActivations could not be read before the call", [])
+    try:
+        until = datetime.fromisoformat(str(data.get("until")))
+    except ValueError:
+        until = _now()
+    if not lost_now:
+        # The call may still be served until its window closes: look after that.
+        time.sleep(max(0.0, min((until - _now()).total_seconds(), 600.0)))
+    before = {int(i) for i in snapshot if isinstance(i, int)}
+    rows = [
+        row
+        for row in hook.get_active_activations()
+        if row.id not in before
+        and row.service == service
+        and row.country in (country, None)
+        and ledger.store.get(claim_key(account, row.id)).get("owner") in (None, ledger.key)
+    ]
+    if not rows:
+        if lost_now:
+            log.info("getNumber's answer was lost and no new activation is listed yet; a retry looks again.")
+            return None
+        log.info("No activation was bought by the earlier try: buying now.")
+        ledger.write(None)
+        return None
+    ids = sorted(row.id for row in rows)
+    if len(rows) > 1:
+        raise _unresolved(ledger, f"{len(rows)} new activations for {service!r} are listed", ids)
+    (row,) = rows
+    if not row.number.isdigit():
+        raise _unresolved(ledger, "one new activation is listed, but its number is masked", ids)
+    activation = Activation(id=row.id, number=row.number, cost=row.cost)
+    log.warning("Recovered activation %s whose answer was lost; nothing is bought again.", row.id)
+    _done(ledger, account, activation)
+    return activation
