@@ -3,12 +3,20 @@
 
 The rental in use is kept in the Airflow Variable ``smsonline_kept_rental`` (JSON: id, number,
 end_date). Each run checks it: still active → renew it for another week; expired, finished, or
-never rented → rent a new one. The Variable is updated either way.
+never rented → rent a new one. The Variable is updated either way (``smsonline_inbox`` reads it
+to watch the kept number's SMS).
+
+``release_if_not_kept`` is a teardown: a new rental that ``remember`` failed to store would be
+paid for and never used, so it is cancelled for a refund (or finished once the refund window has
+closed). A renewal is never released: the Variable still names that rental. (``rent_new`` cannot
+be its setup: ``remember`` follows either branch, and Airflow wants a setup's other downstream
+tasks to run on ``all_success``.)
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import DAG, Variable, task
 
@@ -57,4 +65,27 @@ with DAG(
         print(f"Keeping rental {kept['id']}: +{kept['number']} until {kept['end_date']}")
         return kept
 
-    choose() >> [renew, rent_new] >> remember()
+    @task
+    def release_if_not_kept(ti: Any = None) -> str:
+        """Teardown: runs even when ``remember`` failed; releases a new rental it did not store."""
+        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        rented = ti.xcom_pull(task_ids="rent_new")
+        if not rented:
+            return "nothing rented"
+        kept = Variable.get(KEPT, default=None, deserialize_json=True)
+        if kept and int(kept["id"]) == int(rented["id"]):
+            return "kept"
+        with SmsOnlineHook() as hook:
+            try:
+                hook.cancel_rent(rented["id"])
+                released = "cancelled"
+            except CancelNotAllowedError:
+                hook.finish_rent(rented["id"])
+                released = "finished"
+        print(f"Rental {rented['id']} was rented but not kept: {released}")
+        return released
+
+    kept_now = remember()
+    choose() >> [renew, rent_new] >> kept_now >> release_if_not_kept().as_teardown()

@@ -2,9 +2,13 @@
 """Rent an SMS.online number when triggered; the next task reads the rental from XCom.
 
 Trigger it from the UI ("Trigger DAG w/ config") or ``airflow dags test smsonline_rent_manual``.
+If handing the number on fails, the teardown ``release_if_unused`` cancels the rental for a
+refund (or finishes it once the refund window has closed): nothing paid for is left unused.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
@@ -37,4 +41,26 @@ with DAG(
         print(f"Rental {rent_id}: +{number}, until {end_date}")
         return number
 
-    use_number(rent.output["id"], rent.output["number"], rent.output["end_date"])
+    @task
+    def release_if_unused(rent_id: int, ti: Any = None) -> str:
+        """Teardown of ``rent``: runs even when a task after it failed. Keeps the number once
+        ``use_number`` has handed it on; otherwise cancels it for a refund (finishes it once the refund
+        window has closed)."""
+        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        if ti.xcom_pull(task_ids="use_number") is not None:
+            print(f"Rental {rent_id} is in use: keeping it")
+            return "kept"
+        with SmsOnlineHook() as hook:
+            try:
+                hook.cancel_rent(rent_id)
+                released = "cancelled"
+            except CancelNotAllowedError:
+                hook.finish_rent(rent_id)
+                released = "finished"
+        print(f"Rental {rent_id} was not handed on: {released}")
+        return released
+
+    used = use_number(rent.output["id"], rent.output["number"], rent.output["end_date"])
+    used >> release_if_unused(rent.output["id"]).as_teardown(setups=rent)

@@ -1,9 +1,14 @@
 # Example: a scheduled rental, one new number every week for a week.
-"""Rent a number for 168 hours every week; one run at a time, no backfill."""
+"""Rent a number for 168 hours every week; one run at a time, no backfill.
+
+If publishing the number fails (after its retries), the teardown ``release_if_unused`` cancels
+the rental for a refund (or finishes it once the refund window has closed).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, task
 
@@ -21,8 +26,30 @@ with DAG(
     rent = RentNumberOperator(task_id="rent", service="tg", country=0, rent_time=168)
 
     @task
-    def publish(rental: dict) -> None:
+    def publish(rental: dict) -> str:
         """Stand-in for the task that hands the week's number on."""
         print(f"This week's number: +{rental['number']} (rental {rental['id']}, until {rental['end_date']})")
+        return rental["number"]
 
-    publish(rent.output)
+    @task
+    def release_if_unused(rent_id: int, ti: Any = None) -> str:
+        """Teardown of ``rent``: runs even when a task after it failed. Keeps the number once
+        ``publish`` has handed it on; otherwise cancels it for a refund (finishes it once the refund
+        window has closed)."""
+        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        if ti.xcom_pull(task_ids="publish") is not None:
+            print(f"Rental {rent_id} is in use: keeping it")
+            return "kept"
+        with SmsOnlineHook() as hook:
+            try:
+                hook.cancel_rent(rent_id)
+                released = "cancelled"
+            except CancelNotAllowedError:
+                hook.finish_rent(rent_id)
+                released = "finished"
+        print(f"Rental {rent_id} was not handed on: {released}")
+        return released
+
+    publish(rent.output) >> release_if_unused(rent.output["id"]).as_teardown(setups=rent)

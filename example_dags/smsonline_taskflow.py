@@ -2,7 +2,8 @@
 """TaskFlow with :class:`~airflow_provider_smsonline.hooks.smsonline.SmsOnlineHook`.
 
 ``rent_number`` checks the balance and rents; ``read_number`` reads the rental's SMS so far and
-hands the number on; ``finish_rental`` releases it.
+hands the number on; ``finish_rental`` releases it. ``finish_rental`` is the teardown of
+``rent_number``: it runs even when ``read_number`` failed, so no number is left rented.
 
 Paying from a ``@task`` has no charge ledger: the hook never re-sends a charging call, but a
 task *retry* runs the whole function again and would rent a second number. So the renting task
@@ -51,7 +52,7 @@ def smsonline_taskflow() -> None:
         print(f"Rental {rent_id} finished")
 
     rental = rent_number()
-    read_number(rental["id"], rental["number"]) >> finish_rental(rental["id"])
+    read_number(rental["id"], rental["number"]) >> finish_rental(rental["id"]).as_teardown(setups=rental)
 
 
 smsonline_taskflow()

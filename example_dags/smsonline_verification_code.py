@@ -3,6 +3,9 @@
 
 The sensor defers: while it waits, no worker slot is held. In the sandbox, deliver the SMS with
 ``POST /sandbox/rentals/<id>/sms``; with SMS.online, the service you signed up to sends it.
+
+``finish`` is the teardown of ``rent``: it runs whatever happens after the rental was paid for
+(the code never came, using it failed), so no number is left rented.
 """
 
 from __future__ import annotations
@@ -38,4 +41,4 @@ with DAG(
 
     finish = FinishRentOperator(task_id="finish", rent_id=rent.output["id"])
 
-    use_code(wait.output["code"], rent.output["number"]) >> finish
+    use_code(wait.output["code"], rent.output["number"]) >> finish.as_teardown(setups=rent)

@@ -52,6 +52,7 @@ def test_manual_rental_pushes_id_number_and_end_date_to_xcom(airflow: LocalAirfl
     assert rental["rent_time"] == 24 and rental["service"] == "tg"
     assert len(_charges_of(sandbox, rent.xcoms["id"])) == 1
     assert run.xcom("use_number") == rent.xcoms["number"]
+    assert run.xcom("release_if_unused") == "kept" and rental["status"] == "active"  # the teardown kept it
 
 
 def test_weekly_rental_rents_for_168_hours_once(airflow: LocalAirflow, sandbox: Sandbox) -> None:
@@ -61,6 +62,7 @@ def test_weekly_rental_rents_for_168_hours_once(airflow: LocalAirflow, sandbox: 
     rent_id = run.xcom("rent", "id")
     assert _rental(sandbox, rent_id)["rent_time"] == 168
     assert len(_charges_of(sandbox, rent_id)) == 1
+    assert run.xcom("release_if_unused") == "kept" and _rental(sandbox, rent_id)["status"] == "active"
 
 
 def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
@@ -102,11 +104,13 @@ def test_keep_number_rents_then_renews_then_replaces_an_ended_rental(
     first = airflow.dags_test("smsonline_keep_number")
     assert first.state == "success", first.output[-3000:]
     assert first.task("renew").state == "skipped"
+    assert first.xcom("release_if_not_kept") == "kept"  # the teardown
     kept = first.xcom("remember")
 
     second = airflow.dags_test("smsonline_keep_number")
     assert second.state == "success", second.output[-3000:]
     assert second.task("rent_new").state == "skipped"
+    assert second.xcom("release_if_not_kept") == "nothing rented"  # a renewal is never released
     renewed = second.xcom("remember")
     assert renewed["id"] == kept["id"]
     assert renewed["end_date"] > kept["end_date"]
@@ -169,6 +173,71 @@ def test_taskflow_example_reads_its_connection_from_a_secrets_backend(
     assert run.state == "success", run.output[-3000:]
     rent_id = run.xcom("rent_number", "id")
     assert _rental(sandbox, rent_id)["status"] == "finished"
+    assert len(_charges_of(sandbox, rent_id)) == 1
+
+
+# Each paying example with one of its tasks made to fail (a copy under another dag_id): its
+# teardown releases the rental: cancelled for a refund, or finished.
+FAILING = {
+    "smsonline_rent_manual": (
+        {'print(f"Rental {rent_id}: +{number}, until {end_date}")': 'raise RuntimeError("not handed on")'},
+        "use_number",
+        "release_if_unused",
+        "cancelled",
+    ),
+    "smsonline_taskflow": (
+        {'print(f"Rental {rent_id}: +{number}, {len(received)} SMS so far")': "raise RuntimeError()"},
+        "read_number",
+        "finish_rental",
+        "finished",
+    ),
+    "smsonline_verification_code": (
+        {"timeout=timedelta(minutes=15).total_seconds()": "timeout=3"},  # no SMS comes: the wait fails
+        "wait_for_code",
+        "finish",
+        "finished",
+    ),
+    "smsonline_keep_number": (
+        {
+            'KEPT = "smsonline_kept_rental"': 'KEPT = "smsonline_kept_rental_of_the_failing_copy"',
+            "Variable.set(KEPT, kept, serialize_json=True)": 'raise RuntimeError("could not store it")',
+        },
+        "remember",
+        "release_if_not_kept",
+        "cancelled",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def failing_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("failing-dags")
+    for dag_id, (replacements, *_) in FAILING.items():
+        path = next(p for p in EXAMPLES.glob("*.py") if f'dag_id="{dag_id}"' in p.read_text())
+        text = path.read_text().replace(f'dag_id="{dag_id}"', f'dag_id="{dag_id}_failing"')
+        for old, new in replacements.items():
+            assert old in text, f"{path.name} no longer contains {old!r}"
+            text = text.replace(old, new)
+        (folder / path.name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("dag_id", list(FAILING))
+def test_a_paying_example_whose_task_fails_releases_its_rental_in_a_teardown(
+    airflow: LocalAirflow, sandbox: Sandbox, failing_copies: Path, dag_id: str
+) -> None:
+    _, failing_task, teardown, released = FAILING[dag_id]
+    examples, airflow.dags_folder = airflow.dags_folder, failing_copies
+    try:
+        run = airflow.dags_test(f"{dag_id}_failing")
+    finally:
+        airflow.dags_folder = examples
+
+    assert run.state == "failed", run.output[-3000:]
+    assert run.task(failing_task).state == "failed"
+    assert run.task(teardown).state == "success", run.output[-3000:]
+    rent_id = next(t.xcoms["id"] for t in run.tasks if "id" in t.xcoms and t.task_id != teardown)
+    assert _rental(sandbox, rent_id)["status"] == released
     assert len(_charges_of(sandbox, rent_id)) == 1
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -136,11 +137,29 @@ async def _register_secrets(config: ClientConfig) -> None:
     """Mask every form of the key in logs, with the async masker when there is one."""
     try:
         from airflow.sdk.log import amask_secret
-    except ImportError:  # pragma: no cover - Airflow before amask_secret
-        await asyncio.to_thread(config.register_secrets)
+    except ImportError:  # Airflow 3.1
+        await _register_secrets_without_amask(config)
         return
     for form in config.secret_forms():
         await amask_secret(form)
+
+
+async def _register_secrets_without_amask(config: ClientConfig) -> None:
+    # Airflow 3.1's mask_secret tells the triggerer's supervisor through async_to_sync: from a
+    # worker thread that runs on a new event loop and reads the runner's channel alongside the
+    # runner ("Response read out of order"), which ends every trigger of the triggerer. In a
+    # triggerer, mask in this process here and send the supervisor its copy on this loop.
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    channel: Any = getattr(runner, "SUPERVISOR_COMMS", None)
+    if type(channel).__name__ != "TriggerCommsDecoder":
+        await asyncio.to_thread(config.register_secrets)
+        return
+    from airflow.sdk.execution_time.comms import MaskSecret
+    from airflow.sdk.log import mask_secret
+
+    for form in config.secret_forms():
+        mask_secret(form)  # on the loop's thread its own message to the supervisor is dropped
+        await channel.asend(MaskSecret(value=form, name=None))
 
 
 # ----------------------------------------------------------------------------- the client
