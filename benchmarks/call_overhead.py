@@ -97,7 +97,7 @@ def _row(
 
 def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
     """Measure each client on each action; rows with the hook/raw ratios."""
-    blocks, size = (20, 10) if quick else (50, 10)
+    blocks, size = (15, 10) if quick else (30, 10)
     rows = []
     with (
         SandboxProcess() as sandbox,

@@ -27,8 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key-0123456789"
 #: Where child processes keep their bytecode: as an installed wheel would, without writing into the repo.
 PYCACHE = Path(tempfile.gettempdir()) / "airflow-provider-smsonline-bench-pycache"
-#: The providers-http release the comparisons run against.
-HTTP_PROVIDER = "apache-airflow-providers-http==6.3.0"
+#: The providers-http release the comparisons run against, with what it needs beyond Airflow's
+#: own dependencies (aiohttp, requests and asgiref come with Airflow and the provider).
+HTTP_PROVIDER_DEPS = ("apache-airflow-providers-http==6.3.0", "requests-toolbelt>=1.0.0")
+#: The bare httpx client compared with, should the environment lack it (Airflow normally brings it).
+HTTPX = "httpx>=0.27,<1"
+#: Where packages installed only for the comparisons live: outside the venv, appended to the path.
+DEPS = Path(tempfile.gettempdir()) / "airflow-provider-smsonline-bench-deps"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ def child_env(**extra: str) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # Not PYTHONPATH, which would put it before the venv's site-packages: a child appends it.
+    env["SMSONLINE_BENCH_DEPS"] = str(DEPS)
     env.update(extra)
     return env
 
@@ -106,20 +113,49 @@ def connection_json(url: str, **extra: object) -> str:
     return json.dumps(conn)
 
 
-def ensure_http_provider() -> str:
-    """Install apache-airflow-providers-http into this venv if it is missing; its version."""
-    try:
-        return importlib.metadata.version("apache-airflow-providers-http")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    print(f"installing {HTTP_PROVIDER} for the comparisons …", file=sys.stderr, flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", HTTP_PROVIDER],
-        check=True,
-        timeout=600,
-    )
+def use_comparison_packages() -> None:
+    """Append :data:`DEPS` to this process's import path, after the venv's site-packages.
+
+    Call before anything imports ``airflow``: its ``__path__`` is extended from ``sys.path`` then,
+    which is how ``airflow.providers.http`` is found in :data:`DEPS`. Child processes call it too
+    (``import_probe.py``, standard library only, reads ``SMSONLINE_BENCH_DEPS`` instead).
+    """
+    if str(DEPS) not in sys.path:
+        sys.path.append(str(DEPS))
     importlib.invalidate_caches()
-    return importlib.metadata.version("apache-airflow-providers-http")
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def ensure_comparison_packages() -> None:
+    """Make providers-http (and httpx) importable, installing what is missing into :data:`DEPS`.
+
+    Only for the comparisons: the provider depends on neither. They go into a directory of their
+    own, appended to the import path, so that the venv itself is left as it is (``airflow
+    providers list`` and the test suite see no new provider). httpx normally comes with Airflow.
+    """
+    use_comparison_packages()
+    # providers-http without its dependencies (Airflow's own, already here, bar requests-toolbelt);
+    # httpx with its own (httpcore, h11, anyio …), which the venv's copies win over if present.
+    for dist, specs, flags in (
+        ("apache-airflow-providers-http", HTTP_PROVIDER_DEPS, ["--no-deps"]),
+        ("httpx", (HTTPX,), []),
+    ):
+        if _installed(dist):
+            continue
+        print(f"installing {', '.join(specs)} into {DEPS} for the comparisons …", file=sys.stderr, flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", *flags, "--target", str(DEPS), *specs],
+            check=True,
+            timeout=600,
+        )
+        importlib.invalidate_caches()
 
 
 # ----------------------------------------------------------------------------- the sandbox
@@ -218,6 +254,45 @@ class SandboxProcess:
         self.stop()
 
 
+def rent_numbers(url: str, count: int, threads: int = 4) -> list[int]:
+    """Rent ``count`` numbers (service tg, country 0) on the sandbox at ``url``; their ids, in order.
+
+    Setup, not measured: stdlib ``http.client`` on kept-alive connections from a few threads (the
+    fastest way to make 10,000 rentals here), each answer read by the provider's parser.
+    """
+    import http.client
+    import threading
+    from urllib.parse import urlencode, urlsplit
+
+    from airflow_provider_smsonline import protocol
+
+    where = urlsplit(url)
+    target = f"{where.path}?" + urlencode({**protocol.get_rent_number_params("tg", 0), "api_key": API_KEY})
+    ids: list[int] = [0] * count
+    failures: list[BaseException] = []
+
+    def work(start: int) -> None:
+        connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=60)
+        try:
+            for index in range(start, count, threads):
+                connection.request("GET", target)
+                response = connection.getresponse()
+                ids[index] = protocol.parse_rental(response.status, response.read()).id
+        except BaseException as exc:  # reported by the caller
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise RuntimeError(f"renting {count} numbers on the sandbox failed: {failures[0]!r}")
+    return ids
+
+
 @contextlib.contextmanager
 def environment(**variables: str) -> Iterator[None]:
     """Set environment variables for the block, then restore them."""
@@ -276,5 +351,6 @@ def machine() -> dict[str, str]:
         "apache-airflow-providers-http": _version("apache-airflow-providers-http"),
         "requests": _version("requests"),
         "httpx": _version("httpx"),
+        "aiohttp": _version("aiohttp"),
         "airflow-provider-smsonline": _version("airflow-provider-smsonline"),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -74,6 +75,11 @@ def _operator_class_ms() -> float:
 
 def main(which: str) -> dict[str, float]:
     """The probe's measurements for ``ours`` or ``http``."""
+    # providers-http may live outside the venv (benchmarks/common.py installs it there): after
+    # the venv's site-packages, before airflow is imported (its __path__ is extended then).
+    deps = os.environ.get("SMSONLINE_BENCH_DEPS")
+    if deps and deps not in sys.path:
+        sys.path.append(deps)
     started = time.perf_counter()
     import airflow.sdk  # noqa: F401  (the baseline every DAG file pays)
 

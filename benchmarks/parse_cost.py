@@ -41,7 +41,7 @@ def _probe(which: str) -> dict[str, float]:
 
 def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
     """Measure; ``shared`` receives ``poke_rss_mb`` for the waiting-rentals comparison."""
-    rounds = 8 if quick else 20
+    rounds = 6 if quick else 8
     _probe("ours"), _probe("http")  # warm-up: bytecode written, files in the page cache
     ours: list[dict[str, float]] = []
     http: list[dict[str, float]] = []

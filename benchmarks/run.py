@@ -3,9 +3,11 @@
 # prints the machine and one table, and exits 1 when a target is missed.
 """Run the benchmarks: ``python benchmarks/run.py [--quick] [--only NAME ...] [--output FILE]``.
 
-Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``waits`` (1,000
-waiting rentals in one event loop) and ``throughput`` (rentals per second). providers-http is
-installed into the running venv first when it is missing (for the comparisons).
+Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``polls`` (CPU per
+poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
+in one event loop) and ``throughput`` (rentals per second). providers-http (and httpx, should
+Airflow not have brought it) are installed for the comparisons when missing, into a directory of
+their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ if str(ROOT) not in sys.path:  # run as a script: make the benchmarks package im
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smsonline-bench-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from benchmarks import call_overhead, parse_cost, throughput, waits  # noqa: E402
-from benchmarks.common import Row, ensure_http_provider, machine, table  # noqa: E402
+from benchmarks import activation_wait, call_overhead, parse_cost, poll_cost, throughput, waits  # noqa: E402
+from benchmarks.common import Row, ensure_comparison_packages, machine, table  # noqa: E402
 
 BENCHMARKS = {
     "parse": parse_cost.run,
     "calls": call_overhead.run,
+    "polls": poll_cost.run,
     "waits": waits.run,
     "throughput": throughput.run,
+    "activation_waits": activation_wait.run,
 }
 
 
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
     args = parser.parse_args(argv)
 
-    ensure_http_provider()
+    ensure_comparison_packages()
     started = time.monotonic()
     about = machine()
     rows: list[Row] = []

@@ -59,7 +59,7 @@ def run(quick: bool, shared: dict[str, Any]) -> list[Row]:
 
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
-    rounds, seconds = (2, 1.5) if quick else (3, 3.0)
+    rounds, seconds = (2, 1.5) if quick else (2, 2.5)
     query = {"action": "getBalance", "api_key": API_KEY}
     with SandboxProcess() as sandbox, environment(AIRFLOW_CONN_SMSONLINE_BENCH=connection_json(sandbox.url)):
         server, client = psutil.Process(sandbox.pid), psutil.Process()

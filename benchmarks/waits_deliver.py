@@ -1,72 +1,65 @@
 # Run as its own process by the waiting-rentals benchmark: delivers each rental's SMS at its
-# scheduled moment through the sandbox's control API, and samples the sandbox's request counters.
-"""SMS deliverer and poll sampler for ``waits.py`` (standard library only).
+# scheduled moment through the sandbox's control API.
+"""SMS deliverer for ``waits.py`` (standard library only).
 
 Reads one JSON line on stdin (``base_url``, ``schedule`` as ``[[rent_id, seconds, text], ...]``,
-``sample_every``), then ``go T0`` (a ``time.time()``), then ``stop``. Prints one JSON line: when
-each SMS was posted (``deliveries``: rent_id → [start, end]) and the sandbox's getRentStatus
-count over time (``samples``: [[time, count], ...]).
+``threads``), then ``go T0`` (a ``time.time()``), then ``stop``. Prints one JSON line: when
+each SMS was posted (``deliveries``: rent_id → [start, end]).
+
+The SMS go out from ``threads`` threads on kept-alive connections (10,000 SMS in a few seconds
+would overrun one thread opening a connection each).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
 import time
-import urllib.request
 from typing import Any
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _polls(base_url: str) -> int:
-    with _NO_PROXY.open(base_url + "/sandbox/state", timeout=60) as response:
-        state: dict[str, Any] = json.load(response)
-    return int(state["requests"].get("getRentStatus", 0))
-
-
-def _deliver(base_url: str, rent_id: int, text: str) -> None:
-    request = urllib.request.Request(
-        f"{base_url}/sandbox/rentals/{rent_id}/sms",
-        data=json.dumps({"text": text, "phone_from": "Bench"}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with _NO_PROXY.open(request, timeout=60) as response:
-        response.read()
+from urllib.parse import urlsplit
 
 
 def main() -> None:
-    """Deliver, sample, report."""
+    """Deliver, then report."""
     config = json.loads(sys.stdin.readline())
-    base_url: str = config["base_url"]
-    every: float = config["sample_every"]
+    where = urlsplit(config["base_url"])
+    threads: int = config.get("threads", 1)
     start = float(sys.stdin.readline().split()[1])
-    samples: list[tuple[float, int]] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        moment = start
-        while True:
-            samples.append((time.time(), _polls(base_url)))
-            moment += every
-            if stop.wait(max(0.0, moment - time.time())):
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    schedule = sorted(config["schedule"], key=lambda item: item[1])
     deliveries: dict[int, tuple[float, float]] = {}
-    for rent_id, offset, text in sorted(config["schedule"], key=lambda item: item[1]):
-        time.sleep(max(0.0, start + offset - time.time()))
-        posted = time.time()
-        _deliver(base_url, rent_id, text)
-        deliveries[rent_id] = (posted, time.time())
+    failures: list[BaseException] = []
+
+    def deliver(part: list[list[Any]]) -> None:
+        connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=120)
+        try:
+            for rent_id, offset, text in part:
+                time.sleep(max(0.0, start + offset - time.time()))
+                posted = time.time()
+                body = json.dumps({"text": text, "phone_from": "Bench"})
+                connection.request(
+                    "POST", f"/sandbox/rentals/{rent_id}/sms", body, {"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"posting the SMS of rental {rent_id} answered {response.status}")
+                deliveries[rent_id] = (posted, time.time())
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    senders = [threading.Thread(target=deliver, args=(schedule[i::threads],)) for i in range(threads)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
     sys.stdin.readline()  # "stop": every wait has ended
-    stop.set()
-    sampler.join()
-    samples.append((time.time(), _polls(base_url)))
-    print(json.dumps({"deliveries": deliveries, "samples": samples}), flush=True)
+    if failures:
+        raise SystemExit(f"delivering failed: {failures[0]!r}")
+    print(json.dumps({"deliveries": deliveries}), flush=True)
 
 
 if __name__ == "__main__":

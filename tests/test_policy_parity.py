@@ -246,6 +246,26 @@ def test_a_working_http_proxy_is_used_by_both(hostile: HostileServer) -> None:
     assert type(error).__name__ == "AccountError"
 
 
+@pytest.mark.parametrize("exempt", [False, True])
+def test_both_transports_take_the_proxy_from_the_environment_unless_no_proxy_exempts(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, exempt: bool
+) -> None:
+    hostile.behaviour = reply("BAD_KEY")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{hostile.port}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1" if exempt else "")
+    error = _assert_same(_config(f"http://127.0.0.1:{port}/stubs/handler_api.php"))
+    if exempt:  # straight to the endpoint, where nothing listens
+        assert error.code == "not_sent" and "connection refused" in str(error)
+    else:  # through the proxy, which answers
+        assert type(error).__name__ == "AccountError"
+
+
 def test_both_transports_keep_the_key_out_of_debug_logs(
     hostile: HostileServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -310,6 +310,20 @@ class ClientConfig:
         for form in self.secret_forms():
             mask_secret(form)
 
+    def effective_proxy(self) -> str | None:
+        """The proxy both transports use: the connection's ``proxy``, else the environment's
+        ``HTTP(S)_PROXY`` for the endpoint unless ``NO_PROXY`` exempts it (as requests reads
+        them), else none. Worked out once per pool, not per request."""
+        if self.proxy:
+            return self.proxy
+        from urllib.request import getproxies_environment, proxy_bypass
+
+        proxies = getproxies_environment()
+        host = urlsplit(self.endpoint).hostname or ""
+        if not proxies or proxy_bypass(host):
+            return None
+        return proxies.get(urlsplit(self.endpoint).scheme) or proxies.get("all")
+
     # ------------------------------------------------------------------ TLS
 
     def ca_file(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -326,3 +340,4 @@ class ClientConfig:
         import certifi
 
         return str(certifi.where())
+
