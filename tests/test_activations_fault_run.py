@@ -89,7 +89,9 @@ def test_activation_fault_run_never_buys_twice_and_accounts_for_every_charge(
         assert accounted, f"activation {activation_id} is paid for, held by none and named nowhere"
     assert sum(1 for r in results if r["state"] == "success") >= TASKS // 2
     assert sum(injected.get("getNumber", {}).values()) >= 10
-    assert all(injected.get("getNumber", {}).get(mode, 0) >= 1 for mode in FAULT_MODES), injected
+    # The random plan covers both actions; which call meets which mode depends on the threads'
+    # timing, so every mode is asked of the run as a whole, getNumber meeting at least ten.
+    assert all(sum(modes.get(mode, 0) for modes in injected.values()) >= 1 for mode in FAULT_MODES), injected
     assert kills["done"] >= 1
     assert_no_key(failures)
     assert_no_key(caplog.text)
