@@ -151,7 +151,32 @@ def test_a_named_rental_is_skipped_unless_our_window_overlaps_when_it_appeared()
     during = NamedMark("smsonline_charge__other", STARTED, STARTED + timedelta(seconds=5))
     skipped = decide(rent(), [row(777)], Survey(named=MappingProxyType({777: long_ago})), now=NOW)
     kept = decide(rent(), [row(777)], Survey(named=MappingProxyType({777: during})), now=NOW)
-    assert isinstance(skipped, Pay) and isinstance(kept, Adopt)
+    # Kept, yet never adopted: its namer's call was unresolved when it appeared, as ours was.
+    assert isinstance(skipped, Pay)
+    assert isinstance(kept, Ambiguous) and kept.candidates == (777,)
+
+
+def test_a_rental_named_by_a_call_made_after_our_look_is_left_to_its_namer_not_adopted() -> None:
+    # The fault run's rental 1078: our getRentNumber got an HTML 502 (nothing committed) and its
+    # look found nothing; another task instance's call, made after that look but inside our
+    # window, committed 1078, lost its answer and failed naming 1078 (its intent now reads as
+    # looked). Minutes later our retry must not take 1078: that one's user is told to keep or
+    # cancel it, and the renewal of "our" rental would renew another task instance's.
+    looked = STARTED + timedelta(seconds=1)
+    record = rent(row(5), until=STARTED + timedelta(seconds=10), looked_at=looked)
+    appeared = (looked + timedelta(seconds=1), looked + timedelta(seconds=7))
+    mark = NamedMark("smsonline_charge__slot138", *appeared)
+    rival_intent = Intent(
+        owner="smsonline_charge__slot138",
+        started=looked + timedelta(seconds=1),
+        until=looked + timedelta(seconds=11),
+        looked_at=looked + timedelta(seconds=7),
+    )
+    survey = Survey(named=MappingProxyType({1078: mark}), rivals=(rival_intent,))
+    decision = decide(record, [row(5), row(1078)], survey, now=STARTED + timedelta(minutes=2))
+    assert isinstance(decision, Pay) and "left to the other" in decision.reason
+    lost = decide(record, [row(5), row(1078)], survey, now=STARTED + timedelta(seconds=9), lost_now=True)
+    assert isinstance(lost, NotYet)
 
 
 # ----------------------------------------------------------------------------- a lost continueRentNumber

@@ -54,10 +54,11 @@ their rentals nor fails for them, and a retry after a kill finds its own answere
 rental nobody claims while another call whose window overlaps ours is unresolved may be that
 one's: it is waited for, then left to it (when our own call was already looked for) or
 reported as ambiguous, never adopted. Named rentals are skipped unless our window overlaps
-when they appeared. Where Variables cannot be listed, intents are not seen and only claims
-apply. Concurrent charging calls on one account can end in ChargeAmbiguousError (safe: never
-a double, the rentals are named); one charging task at a time per account (e.g. an Airflow
-pool of one slot) avoids that.
+when they appeared; one that did appeared while its namer's call was unresolved, so it is
+treated the same way (left to its namer, or ambiguous), never adopted. Where Variables cannot
+be listed, intents are not seen and only claims apply. Concurrent charging calls on one
+account can end in ChargeAmbiguousError (safe: never a double, the rentals are named); one
+charging task at a time per account (e.g. an Airflow pool of one slot) avoids that.
 """
 
 from __future__ import annotations

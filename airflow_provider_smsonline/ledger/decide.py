@@ -124,12 +124,16 @@ def _new_rental(
     # Once our call was looked for, only a late commit could still be ours, and any other
     # task instance's unresolved call since then explains a new rental better.
     rivals_to = now if record.looked_at else ours_to
-    held = set(survey.held) | {
-        rid
+    named_here = {
+        rid: mark
         for rid, mark in survey.named.items()
-        if not _overlap(mark.appeared_after, mark.appeared_by, ours_from, ours_to, now)
+        if _overlap(mark.appeared_after, mark.appeared_by, ours_from, ours_to, now)
     }
+    held = set(survey.held) | (set(survey.named) - set(named_here))
     candidates = [row for row in new if row.id not in held]
+    # A rental another task instance named appeared while that one's call was unresolved: its
+    # namer is a rival whose call overlapped ours, though its intent now reads as looked.
+    namers = {mark.owner for rid, mark in named_here.items() if any(row.id == rid for row in candidates)}
     overlapping = [
         rival
         for rival in survey.rivals
@@ -150,13 +154,14 @@ def _new_rental(
             f"rental(s) {renewed} carry the number of a rental that left the list meanwhile: a renewal "
             "under a new id or a new rental, which the documented fields cannot tell apart",
         )
-    if not overlapping:
+    if not overlapping and not namers:
         if len(candidates) == 1:
             return Adopt(_rental(candidates[0], record, candidates[0].hours), True, "the one new rental")
         return Ambiguous(
             ids, f"{len(ids)} rentals no other task instance holds appeared since: one may be this task's"
         )
-    if record.looked_at is not None and len(candidates) <= len(overlapping):
+    others = len(overlapping) + len(namers)
+    if record.looked_at is not None and len(candidates) <= others:
         return _nothing(
             lost_now,
             f"rental(s) {list(ids)} appeared after this task's call was looked for; left to the other "
@@ -164,7 +169,7 @@ def _new_rental(
         )
     return Ambiguous(
         ids,
-        f"rental(s) {list(ids)} appeared, unclaimed, while {len(overlapping)} other task instance(s) "
+        f"rental(s) {list(ids)} appeared, unclaimed, while {others} other task instance(s) "
         "on the same account had calls unresolved",
     )
 
