@@ -340,4 +340,3 @@ class ClientConfig:
         import certifi
 
         return str(certifi.where())
-
