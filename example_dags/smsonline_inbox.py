@@ -27,8 +27,21 @@ from airflow_provider_smsonline.triggers.events import SmsReceivedTrigger
 
 KEPT = "smsonline_kept_rental"
 
-# Read at every parse of this file: one Variable lookup, so the watch follows the kept number.
-kept = Variable.get(KEPT, default=None, deserialize_json=True)
+
+
+def _kept_rental() -> Any:
+    """The kept rental, read at every parse of this file so that the watch follows it."""
+    try:
+        return Variable.get(KEPT, default=None, deserialize_json=True)
+    except ImportError:
+        # Airflow 3.1 parsing outside the DAG processor (`airflow dags test`): the Task SDK has no
+        # channel to the metadata DB there, so read the stored Variable directly.
+        from airflow.models import Variable as StoredVariable
+
+        return StoredVariable.get(KEPT, default_var=None, deserialize_json=True)
+
+
+kept = _kept_rental()
 
 kept_number = Asset(
     "smsonline_kept_number",
