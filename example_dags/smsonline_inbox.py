@@ -28,7 +28,6 @@ from airflow_provider_smsonline.triggers.events import SmsReceivedTrigger
 KEPT = "smsonline_kept_rental"
 
 
-
 def _kept_rental() -> Any:
     """The kept rental, read at every parse of this file so that the watch follows it."""
     try:
