@@ -70,7 +70,9 @@ with DAG(
     def handle_sms(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
         """Stand-in for what your inbox does with each SMS: here, print it and return its id."""
         handled = []
-        for event in (triggering_asset_events or {}).get(kept_number, []):
+        # A run started by hand has no events (Airflow 3.1's Asset cannot key a plain dict).
+        events = triggering_asset_events[kept_number] if triggering_asset_events else []
+        for event in events:
             payload = event.extra.get("payload") or {}
             sms = payload.get("sms")
             if not sms:
