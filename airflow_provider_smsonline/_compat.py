@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 try:
@@ -77,7 +76,9 @@ def _connection_fields(conn_id: str) -> dict[str, Any]:
         # Airflow 3.1 outside a task or triggerer: once the environment and the secrets backend
         # have missed, the SDK imports the supervisor channel, which such a process lacks.
         raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined") from None
-    extras = _parse_extras(conn_id, conn.extra)
+    from airflow_provider_smsonline.policy import connection_extras
+
+    extras = connection_extras(conn)
     if extras:
         mask_secret(extras)
     return {
@@ -87,22 +88,3 @@ def _connection_fields(conn_id: str) -> dict[str, Any]:
         "password": conn.password,
         "extras": extras,
     }
-
-
-def _parse_extras(conn_id: str, raw: str | None) -> dict[str, Any]:
-    # Airflow's extra_dejson turns bad JSON into {} with a log line: every setting would
-    # silently fall back to its default.
-    if not raw or not raw.strip():
-        return {}
-    try:
-        extras = json.loads(raw)
-    except ValueError:
-        raise ValueError(
-            f'connection {conn_id!r} extra is not valid JSON: write a JSON object such as {{"timeout": 20}}'
-        ) from None
-    if not isinstance(extras, dict):
-        raise ValueError(
-            f'connection {conn_id!r} extra must be a JSON object such as {{"timeout": 20}}, '
-            f"got a JSON {type(extras).__name__}"
-        )
-    return extras
