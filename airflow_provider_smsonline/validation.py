@@ -5,13 +5,20 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 #: Rental periods in hours that getRentNumber and continueRentNumber accept.
 RENT_TIMES: tuple[int, ...] = (4, 8, 12, 24, 72, 168, 360, 720, 2160)
 
+
+#: The largest id taken from a server or a user: ids are not negative and fit a JSON number exactly.
+MAX_RENTAL_ID = 2**53 - 1
+#: The largest ``max_price`` accepted (a typo guard, in the account's currency).
+MAX_PRICE_LIMIT = Decimal("100000")
 
 #: The longest service or operator code accepted (codes are a few letters; a long value would
 #: only make the server refuse the URL after the request left).
@@ -155,3 +162,32 @@ def validate_poll_interval(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"poll_interval must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def validate_activation_id(activation_id: object) -> int:
+    """Return ``activation_id`` as an int, or raise ``ValueError`` unless it is a non-negative integer."""
+    value = non_negative_int("activation_id", activation_id, "the id an activation returned")
+    if value > MAX_RENTAL_ID:
+        raise ValueError(f"activation_id must be at most {MAX_RENTAL_ID}, got {value}")
+    return value
+
+
+def validate_max_price(max_price: object, name: str = "max_price") -> Decimal | None:
+    """Return ``max_price`` as a ``Decimal`` (``None``: no limit), or raise ``ValueError`` naming it.
+
+    Accepted: a positive finite number up to :data:`MAX_PRICE_LIMIT`, or its text (``"10.5"``).
+    """
+    if max_price is None or (isinstance(max_price, str) and not max_price.strip()):
+        return None
+    problem = f"{name} must be a positive number of at most {MAX_PRICE_LIMIT} (e.g. 10.5) or None"
+    if isinstance(max_price, bool) or not isinstance(max_price, (int, float, str, Decimal)):
+        raise ValueError(f"{problem}, got a {type(max_price).__name__}")
+    if isinstance(max_price, float) and not math.isfinite(max_price):
+        raise ValueError(f"{problem}, got {max_price!r}")
+    try:
+        value = Decimal(str(max_price).strip())
+    except InvalidOperation:
+        raise ValueError(f"{problem}, got {str(max_price)[:40]!r}") from None
+    if not value.is_finite() or value <= 0 or value > MAX_PRICE_LIMIT:
+        raise ValueError(f"{problem}, got {str(max_price)[:40]!r}")
+    return value

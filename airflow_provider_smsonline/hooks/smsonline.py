@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_smsonline import policy, protocol
-from airflow_provider_smsonline.exceptions import SmsOnlineError, TransportError
+from airflow_provider_smsonline.exceptions import PriceLimitError, SmsOnlineError, TransportError
 from airflow_provider_smsonline.policy import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -257,7 +257,7 @@ class SmsOnlineHook(BaseHook):
         def parse(status: int, body: bytes) -> protocol.Activation:
             try:
                 return protocol.parse_number(status, body)
-            except protocol.PriceLimitError as error:
+            except PriceLimitError as error:
                 error.limit = limit
                 if limit is not None:
                     error.message = f"{error.message}; the limit is {limit}"

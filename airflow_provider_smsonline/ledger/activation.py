@@ -30,10 +30,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
+from airflow_provider_smsonline.exceptions import ActivationNotFoundError, OutcomeUnknownError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import WINDOW_MARGIN, ChargeAmbiguousError, account_of
 from airflow_provider_smsonline.ledger.store import ChargeLedger
-from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation, ActivationNotFoundError
+from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook

@@ -2,40 +2,32 @@
 # (as h11's __init__ re-exports its parts): import from `airflow_provider_smsonline.protocol`.
 """The SMS.online ``handler_api.php`` protocol, free of I/O.
 
+Each layer holds the rent family first, then activations (getNumber, getStatus, setStatus,
+getPrices, getActiveActivations):
+
 * :mod:`.actions`: the endpoint, the action names, and ``*_params`` that build an action's query
-  parameters (the request policy adds the API key); ``validate_*`` (from
-  :mod:`~airflow_provider_smsonline.validation`) check arguments and raise ``ValueError``
-  naming the field and what is allowed.
-* :mod:`.results`: the typed results (:class:`Rental`, :class:`Sms`, …).
+  parameters (the request policy adds the API key); ``validate_*`` (defined in
+  :mod:`~airflow_provider_smsonline.validation`, re-exported here) check arguments and raise
+  ``ValueError`` naming the field and what is allowed.
+* :mod:`.results`: the typed results (:class:`Rental`, :class:`Sms`, :class:`Activation`, …).
+* :mod:`.answers`: how any answer is read: its two body styles and the table of error codes.
 * :mod:`.parsing`: ``parse_*`` turn an HTTP status and body into a typed result or a typed
   :class:`~airflow_provider_smsonline.exceptions.SmsOnlineError`, and never raise anything else.
-* :mod:`.matching`: which SMS a wait is for, and the page walk that finds it.
-* :mod:`.activations`: the activation family (getNumber, getStatus, setStatus, getPrices,
-  getActiveActivations): parameters, results, parsers and encoders.
+* :mod:`.webhook`: the SMS that SMS.online posts to a rental's webhook URL.
+* :mod:`.matching`: which SMS (or activation code) a wait is for, and the page walk that finds it.
 * :mod:`.encoding`: ``encode_*`` write the answers a server sends (used by the sandbox).
+
+The typed errors live in :mod:`airflow_provider_smsonline.exceptions`.
 """
 
 from __future__ import annotations
 
 from airflow_provider_smsonline.dates import format_datetime, format_sms_date, parse_datetime
-from airflow_provider_smsonline.exceptions import (
-    AccountError,
-    ActivationNotFoundError,
-    BannedError,
-    CancelNotAllowedError,
-    EarlyCancelDeniedError,
-    InvalidRequestError,
-    MaxHoursExceededError,
-    NoNumbersError,
-    PriceLimitError,
-    RentalExpiredError,
-    RentalNotFoundError,
-    RentalStateError,
-    ServerError,
-    SmsOnlineError,
-    UnknownCodeError,
-)
 from airflow_provider_smsonline.protocol.actions import (
+    ACTIVATION_CANCEL,
+    ACTIVATION_COMPLETE,
+    ACTIVATION_READY,
+    ACTIVATION_RETRY,
     CHARGING_ACTIONS,
     CONTINUE_RENT_NUMBER,
     DEFAULT_ENDPOINT,
@@ -56,60 +48,36 @@ from airflow_provider_smsonline.protocol.actions import (
     RENT_STATUS_FINISH,
     SET_RENT_STATUS,
     SET_STATUS,
+    SET_STATUS_ANSWERS,
     continue_rent_number_params,
+    get_active_activations_params,
     get_balance_params,
     get_continue_rent_price_params,
+    get_number_params,
+    get_prices_params,
     get_rent_list_params,
     get_rent_number_params,
     get_rent_prices_params,
     get_rent_status_params,
-    set_rent_status_params,
-)
-from airflow_provider_smsonline.protocol.activations import (
-    ACTIVATION_CANCEL,
-    ACTIVATION_COMPLETE,
-    ACTIVATION_READY,
-    ACTIVATION_RETRY,
-    MAX_PRICE_LIMIT,
-    NO_ACTIVE_CODES,
-    SET_STATUS_ANSWERS,
-    STATUS_CANCEL,
-    STATUS_OK,
-    STATUS_WAIT_CODE,
-    STATUS_WAIT_RETRY,
-    Activation,
-    ActivationPrice,
-    ActivationStatus,
-    ActiveActivation,
-    code_of,
-    encode_active_activations,
-    encode_number,
-    encode_number_v2,
-    encode_prices,
-    encode_status,
-    encode_status_v2,
-    get_active_activations_params,
-    get_number_params,
-    get_prices_params,
     get_status_params,
-    parse_active_activations,
-    parse_number,
-    parse_prices,
-    parse_set_status,
-    parse_status,
-    price_of,
+    set_rent_status_params,
     set_status_params,
-    validate_activation_id,
-    validate_max_price,
 )
+from airflow_provider_smsonline.protocol.answers import ERROR_TABLE, error_for_code
 from airflow_provider_smsonline.protocol.encoding import (
+    encode_active_activations,
     encode_balance,
     encode_error,
+    encode_number,
+    encode_number_v2,
     encode_price,
+    encode_prices,
     encode_rent_list,
     encode_rent_prices,
     encode_rent_status,
     encode_rental,
+    encode_status,
+    encode_status_v2,
     encode_success,
     encode_webhook,
     format_amount,
@@ -119,30 +87,53 @@ from airflow_provider_smsonline.protocol.matching import (
     PAGE_SIZE,
     SmsMatch,
     SmsWalk,
+    code_of,
     find_sms_match,
     fingerprint,
     older_page_needed,
 )
 from airflow_provider_smsonline.protocol.parsing import (
-    ERROR_TABLE,
-    MAX_RENTAL_ID,
-    error_for_code,
+    NO_ACTIVE_CODES,
+    parse_active_activations,
     parse_balance,
+    parse_number,
     parse_price,
+    parse_prices,
     parse_rent_list,
     parse_rent_prices,
     parse_rent_status,
     parse_rental,
     parse_set_rent_status,
-    parse_webhook,
+    parse_set_status,
+    parse_status,
     rental_id_in,
 )
-from airflow_provider_smsonline.protocol.results import Rental, RentListEntry, RentPrice, Sms, WebhookSms
+from airflow_provider_smsonline.protocol.results import (
+    STATUS_CANCEL,
+    STATUS_OK,
+    STATUS_WAIT_CODE,
+    STATUS_WAIT_RETRY,
+    Activation,
+    ActivationPrice,
+    ActivationStatus,
+    ActiveActivation,
+    Rental,
+    RentListEntry,
+    RentPrice,
+    Sms,
+    WebhookSms,
+    price_of,
+)
+from airflow_provider_smsonline.protocol.webhook import parse_webhook
 from airflow_provider_smsonline.validation import (
+    MAX_PRICE_LIMIT,
+    MAX_RENTAL_ID,
     RENT_TIMES,
     as_int,
     non_negative_int,
+    validate_activation_id,
     validate_country,
+    validate_max_price,
     validate_operator,
     validate_rent_id,
     validate_rent_time,
@@ -187,31 +178,16 @@ __all__ = [
     "STATUS_OK",
     "STATUS_WAIT_CODE",
     "STATUS_WAIT_RETRY",
-    "AccountError",
     "Activation",
-    "ActivationNotFoundError",
     "ActivationPrice",
     "ActivationStatus",
     "ActiveActivation",
-    "BannedError",
-    "CancelNotAllowedError",
-    "EarlyCancelDeniedError",
-    "InvalidRequestError",
-    "MaxHoursExceededError",
-    "NoNumbersError",
-    "PriceLimitError",
     "RentListEntry",
     "RentPrice",
     "Rental",
-    "RentalExpiredError",
-    "RentalNotFoundError",
-    "RentalStateError",
-    "ServerError",
     "Sms",
     "SmsMatch",
-    "SmsOnlineError",
     "SmsWalk",
-    "UnknownCodeError",
     "WebhookSms",
     "as_int",
     "code_of",

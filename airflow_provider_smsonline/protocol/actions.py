@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from airflow_provider_smsonline.validation import (
     non_negative_int,
+    validate_activation_id,
     validate_country,
+    validate_max_price,
     validate_operator,
     validate_rent_id,
     validate_rent_time,
@@ -124,3 +129,73 @@ def get_rent_prices_params(country: int, rent_time: int | None = None) -> dict[s
     if hours is not None:
         params["rent_time"] = str(hours)
     return params
+
+
+# ----------------------------------------------------------------------------- activations
+
+#: setStatus values: the number is ready (1), ask for another SMS (3), complete (6), cancel (8).
+ACTIVATION_READY = 1
+ACTIVATION_RETRY = 3
+ACTIVATION_COMPLETE = 6
+ACTIVATION_CANCEL = 8
+#: What setStatus answers for each status it accepts.
+SET_STATUS_ANSWERS: Mapping[int, str] = MappingProxyType(
+    {
+        ACTIVATION_READY: "ACCESS_READY",
+        ACTIVATION_RETRY: "ACCESS_RETRY_GET",
+        ACTIVATION_COMPLETE: "ACCESS_ACTIVATION",
+        ACTIVATION_CANCEL: "ACCESS_CANCEL",
+    }
+)
+
+
+def get_number_params(
+    service: str,
+    country: int,
+    operator: str | None = None,
+    max_price: object = None,
+    *,
+    v2: bool = False,
+) -> dict[str, str]:
+    """Parameters of getNumber (or getNumberV2); ``maxPrice`` is sent only with a limit."""
+    params = {
+        "action": GET_NUMBER_V2 if v2 else GET_NUMBER,
+        "service": validate_service(service),
+        "country": str(validate_country(country)),
+    }
+    operator = validate_operator(operator)
+    if operator is not None:
+        params["operator"] = operator
+    limit = validate_max_price(max_price)
+    if limit is not None:
+        params["maxPrice"] = format(limit, "f")
+    return params
+
+
+def get_status_params(activation_id: int, *, v2: bool = False) -> dict[str, str]:
+    """Parameters of getStatus (or getStatusV2)."""
+    return {"action": GET_STATUS_V2 if v2 else GET_STATUS, "id": str(validate_activation_id(activation_id))}
+
+
+def set_status_params(activation_id: int, status: int) -> dict[str, str]:
+    """Parameters of setStatus: 1 ready, 3 another SMS, 6 complete, 8 cancel."""
+    if isinstance(status, bool) or status not in SET_STATUS_ANSWERS:
+        raise ValueError(
+            f"status must be 1 (ready), 3 (another SMS), 6 (complete) or 8 (cancel), got {status!r}"
+        )
+    return {"action": SET_STATUS, "id": str(validate_activation_id(activation_id)), "status": str(status)}
+
+
+def get_prices_params(service: str | None = None, country: int | None = None) -> dict[str, str]:
+    """Parameters of getPrices (both filters optional)."""
+    params = {"action": GET_PRICES}
+    if service is not None:
+        params["service"] = validate_service(service)
+    if country is not None:
+        params["country"] = str(validate_country(country))
+    return params
+
+
+def get_active_activations_params() -> dict[str, str]:
+    """Parameters of getActiveActivations."""
+    return {"action": GET_ACTIVE_ACTIVATIONS}

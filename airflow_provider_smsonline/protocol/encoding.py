@@ -5,13 +5,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from airflow_provider_smsonline.dates import format_datetime, format_sms_date
-from airflow_provider_smsonline.protocol.results import RentListEntry, RentPrice, Sms
+from airflow_provider_smsonline.protocol.results import (
+    STATUS_OK,
+    ActivationPrice,
+    ActivationStatus,
+    RentListEntry,
+    RentPrice,
+    Sms,
+)
 
 
 def encode_error(code: str, *, json_style: bool = False) -> str:
@@ -99,3 +106,48 @@ def encode_rent_prices(prices: Iterable[RentPrice]) -> str:
             "count": price.count,
         }
     return encode_success(values=values)
+
+
+def encode_number(activation_id: int, number: str) -> str:
+    """A getNumber success body."""
+    return f"ACCESS_NUMBER:{activation_id}:{number}"
+
+
+def encode_number_v2(activation_id: int, number: str, cost: Decimal, country: int, **extra: Any) -> str:
+    """A getNumberV2 success body (peers' JSON)."""
+    return json.dumps(
+        {
+            "activationId": activation_id,
+            "phoneNumber": number,
+            "activationCost": float(cost),
+            "countryCode": str(country),
+            **extra,
+        }
+    )
+
+
+def encode_status(state: ActivationStatus) -> str:
+    """A getStatus body: ``STATUS_WAIT_CODE``, ``STATUS_OK:<code>`` …"""
+    return state.status if state.code is None else f"{state.status}:{state.code}"
+
+
+def encode_status_v2(state: ActivationStatus) -> str:
+    """A getStatusV2 body (peers' JSON): the SMS once a code has arrived, else ``null``."""
+    sms = {"code": state.code, "text": state.text or ""} if state.status == STATUS_OK else None
+    return json.dumps({"verificationType": 0, "sms": sms, "call": None})
+
+
+def encode_prices(prices: Iterable[ActivationPrice]) -> str:
+    """A getPrices body: ``{"<country>": {"<service>": {"cost": float, "count": int}}}``."""
+    table: dict[str, dict[str, Any]] = {}
+    for price in prices:
+        table.setdefault(str(price.country), {})[price.service] = {
+            "cost": float(price.cost),
+            "count": price.count,
+        }
+    return json.dumps(table)
+
+
+def encode_active_activations(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A getActiveActivations body (the fields of SMS.online's page)."""
+    return json.dumps({"status": "success", "activeActivations": list(rows)})

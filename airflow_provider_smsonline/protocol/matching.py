@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_smsonline.protocol.results import Sms
+from airflow_provider_smsonline.protocol.results import ActivationStatus, Sms
 
 #: SMS asked for per getRentStatus page.
 PAGE_SIZE = 20
@@ -160,3 +160,17 @@ def _match(sms: Sms, regex: re.Pattern[str] | None) -> SmsMatch | None:
     if not found:
         return None
     return SmsMatch(sms, next((g for g in found.groups() if g is not None), found.group(0)))
+
+
+def code_of(state: ActivationStatus, regex: re.Pattern[str] | None) -> str | None:
+    """The code a wait is for, from a ``STATUS_OK`` state: with ``regex``, its first group that
+    matched (else the whole match) searched in the SMS text when the API gives it, else in the
+    code; ``None`` when there is no code yet or the pattern does not match."""
+    if not state.received:
+        return None
+    if regex is None:
+        return state.code
+    match = regex.search(state.text or "") or regex.search(state.code or "")
+    if match is None:
+        return None
+    return next((group for group in match.groups() if group is not None), match.group(0))

@@ -1,9 +1,9 @@
 # The typed results the API's answers become: small frozen values, their fields documented here.
-"""Results of the SMS.online rent family."""
+"""Results of the SMS.online actions: the rent family, then activations."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -96,3 +96,81 @@ class WebhookSms:
 
     rent_id: int
     sms: Sms
+
+
+#: getStatus answers: waiting for an SMS, waiting for another after ``code``, a code, cancelled.
+STATUS_WAIT_CODE = "STATUS_WAIT_CODE"
+STATUS_WAIT_RETRY = "STATUS_WAIT_RETRY"
+STATUS_OK = "STATUS_OK"
+STATUS_CANCEL = "STATUS_CANCEL"
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A number bought for one verification code (getNumber).
+
+    :ivar id: the activation's id, used by every later call on it.
+    :ivar number: the phone number, digits only, country code first.
+    :ivar cost: what it cost, when the answer says (getNumberV2); else ``None``.
+    :ivar extra: every other field the API sent, as sent.
+    """
+
+    id: int
+    number: str
+    cost: Decimal | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The JSON-able dict operators push: ``id`` and ``number``."""
+        return {"id": self.id, "number": self.number}
+
+
+@dataclass(frozen=True)
+class ActivationStatus:
+    """An activation's state (getStatus).
+
+    :ivar status: ``STATUS_WAIT_CODE``, ``STATUS_WAIT_RETRY``, ``STATUS_OK``, ``STATUS_CANCEL``
+        (or another ``STATUS_*`` the server sent, kept as sent).
+    :ivar code: the code for ``STATUS_OK`` (the previous one for ``STATUS_WAIT_RETRY``);
+        ``None`` while waiting.
+    :ivar text: the SMS text, when the answer gives it (getStatusV2).
+    """
+
+    status: str
+    code: str | None = None
+    text: str | None = None
+
+    @property
+    def received(self) -> bool:
+        """Whether a code has arrived (``STATUS_OK``)."""
+        return self.status == STATUS_OK and self.code is not None
+
+
+@dataclass(frozen=True)
+class ActivationPrice:
+    """The price and stock of activations for one country and service (getPrices)."""
+
+    country: int
+    service: str
+    cost: Decimal
+    count: int
+
+
+@dataclass(frozen=True)
+class ActiveActivation:
+    """One row of getActiveActivations (the fields SMS.online's page shows).
+
+    :ivar number: as listed; the page's sample masks digits (``79********1``).
+    """
+
+    id: int
+    number: str
+    service: str
+    country: int | None
+    status: str
+    cost: Decimal | None = None
+
+
+def price_of(prices: Iterable[ActivationPrice], service: str, country: int) -> ActivationPrice | None:
+    """The price of ``service`` in ``country`` in a getPrices answer, if listed."""
+    return next((p for p in prices if p.service == service and p.country == country), None)
