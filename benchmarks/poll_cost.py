@@ -112,7 +112,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
     import httpx
 
-    import airflow_provider_smsonline.triggers._rent as trigger_module
+    import airflow_provider_smsonline.triggers.base as trigger_module
     from airflow_provider_smsonline import policy, protocol
     from airflow_provider_smsonline.hooks.async_client import MAX_CONNECTIONS, AsyncSmsOnlineClient
     from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
@@ -120,7 +120,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
     ids: dict[str, list[int]] = config["ids"]
     gates = {group: _Gate(len(ids[group])) for group in GROUPS}
     # The triggers' sleep between polls goes through their group's gate (the same gate the bare
-    # waits use): this replaces trigger_module._sleep, the hook that module keeps for tests.
+    # waits use): this replaces triggers.base._sleep, the one pause every trigger takes.
     trigger_module._sleep = gates["trigger"].sleep  # type: ignore[assignment]
     # One client held open for the whole run: the shared pool stays up between blocks, as it
     # does in a triggerer that always has waits.

@@ -25,17 +25,16 @@ from urllib.parse import urlencode
 import pytest
 
 from airflow_provider_smsonline.sandbox import Sandbox
-from airflow_provider_smsonline.triggers import events
+from airflow_provider_smsonline.triggers import base, events
+from airflow_provider_smsonline.triggers import records as watch_records
+from airflow_provider_smsonline.triggers.base import MAX_BACKOFF
 from airflow_provider_smsonline.triggers.events import (
     ENDED_RECHECK,
     KNOWN_LIMIT,
-    MAX_BACKOFF,
-    SETTLE_SECONDS,
+    RECORD_DELAY,
     SmsReceivedTrigger,
-    VariableRecords,
-    WatchRecordError,
-    record_key,
 )
+from airflow_provider_smsonline.triggers.records import VariableRecords, WatchRecordError, record_key
 from tests.conftest import CANARY_KEY, assert_no_key, connection_env
 
 CODE = r"code:? (\d{4,8})"
@@ -122,7 +121,7 @@ def records(monkeypatch: pytest.MonkeyPatch) -> MemoryRecords:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     recorder = Clock()
-    monkeypatch.setattr(events, "_sleep", recorder.sleep)
+    monkeypatch.setattr(base, "_sleep", recorder.sleep)
     return recorder
 
 
@@ -276,7 +275,7 @@ def test_an_sms_is_recorded_only_after_airflow_had_time_to_store_its_event(
     fired = clock.run(trigger, waits=3)
 
     assert texts(fired) == ["hello"]
-    assert clock.waits[1] == SETTLE_SECONDS  # the wait between the event and its record
+    assert clock.waits[1] == RECORD_DELAY  # the wait between the event and its record
     assert fired[0]["sms_id"] in records.data[trigger.record_key]["known"]
 
 
@@ -325,7 +324,7 @@ def test_a_triggerer_that_stops_right_after_an_event_fires_that_sms_again_never_
     before = clock.run(trigger, waits=2)  # stops in the wait between the event and its record
     after = clock.run(SmsReceivedTrigger(rent_id, poll_interval=10), waits=4)
 
-    assert clock.waits[1] == SETTLE_SECONDS
+    assert clock.waits[1] == RECORD_DELAY
     assert texts(before) == texts(after) == ["hello"]
     assert before[0]["sms_id"] == after[0]["sms_id"]  # a handler can tell it is the same SMS
 
@@ -443,9 +442,11 @@ def test_events_logs_and_records_never_hold_the_key(
 def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Airflow Variables as a dict, behind the functions VariableRecords calls."""
     stored: dict[str, str] = {}
-    monkeypatch.setattr(events, "_variable_get", lambda key: stored.get(key))
-    monkeypatch.setattr(events, "_variable_set", lambda key, text, description: stored.__setitem__(key, text))
-    monkeypatch.setattr(events, "_variable_delete", lambda key: stored.pop(key, None))
+    monkeypatch.setattr(watch_records, "_variable_get", lambda key: stored.get(key))
+    monkeypatch.setattr(
+        watch_records, "_variable_set", lambda key, text, description: stored.__setitem__(key, text)
+    )
+    monkeypatch.setattr(watch_records, "_variable_delete", lambda key: stored.pop(key, None))
     return stored
 
 
@@ -463,7 +464,7 @@ def test_a_write_that_airflow_swallowed_is_caught_by_reading_it_back(
     variables: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Variable.set logs an API failure and returns: only reading back tells.
-    monkeypatch.setattr(events, "_variable_set", lambda key, text, description: None)
+    monkeypatch.setattr(watch_records, "_variable_set", lambda key, text, description: None)
 
     with pytest.raises(WatchRecordError, match="did not keep what was written"):
         asyncio.run(VariableRecords().save("smsonline_watch__1", {"known": []}))
@@ -475,7 +476,7 @@ def test_a_failing_variable_backend_is_a_watch_record_error_naming_the_variable(
     def refuse(key: str) -> str:
         raise ConnectionError("api server refused")
 
-    monkeypatch.setattr(events, "_variable_get", refuse)
+    monkeypatch.setattr(watch_records, "_variable_get", refuse)
 
     with pytest.raises(
         WatchRecordError, match=r"could not read Variable 'smsonline_watch__1' \(ConnectionError"
@@ -526,7 +527,9 @@ def channel(monkeypatch: pytest.MonkeyPatch) -> TriggerCommsDecoder:
     fake = TriggerCommsDecoder()
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", fake, raising=False)
     for name in ("_variable_get", "_variable_set", "_variable_delete"):  # never the Task SDK's Variable
-        monkeypatch.setattr(events, name, lambda *args: pytest.fail("the Task SDK's Variable was used"))
+        monkeypatch.setattr(
+            watch_records, name, lambda *args: pytest.fail("the Task SDK's Variable was used")
+        )
     return fake
 
 

@@ -113,9 +113,9 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
         waited.append(seconds)
         await asyncio.sleep(0)
 
-    from airflow_provider_smsonline.triggers import _rent
+    from airflow_provider_smsonline.triggers import base
 
-    monkeypatch.setattr(_rent, "_sleep", record)
+    monkeypatch.setattr(base, "_sleep", record)
     yield waited
 
 

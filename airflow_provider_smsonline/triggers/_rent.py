@@ -8,36 +8,20 @@ serialized classpath; this module is private.
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_smsonline.protocol import SmsMatch, SmsWalk
-from airflow_provider_smsonline.validation import (
-    validate_moment,
-    validate_pattern,
-    validate_poll_interval,
-    validate_rent_id,
-)
+from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
+from airflow_provider_smsonline.protocol import SmsWalk
+from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger, now
+from airflow_provider_smsonline.validation import validate_moment, validate_pattern, validate_rent_id
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
 
 
-#: The longest wait, in seconds, between attempts while the server or the network fails.
-MAX_BACKOFF = 300.0
-
-# Indirection so tests can watch the waits without waiting.
-_sleep = asyncio.sleep
-
-# ----------------------------------------------------------------------------- the trigger
-
-
-class RentSmsTrigger(BaseTrigger):
+class RentSmsTrigger(PollingTrigger):
     """Poll getRentStatus until an SMS matching ``pattern`` arrives, then fire one event.
 
     Runs in the triggerer on the process's shared HTTP pool (no thread, no client per trigger).
@@ -73,6 +57,10 @@ class RentSmsTrigger(BaseTrigger):
         and ignores deferral timeouts).
     """
 
+    subject = "rental"
+    id_field = "rent_id"
+    awaited = "matching SMS"
+
     def __init__(
         self,
         rent_id: int,
@@ -80,14 +68,18 @@ class RentSmsTrigger(BaseTrigger):
         pattern: str | None = None,
         since: str | datetime | None = None,
         poll_interval: float = 10.0,
-        jitter: float = 0.1,
+        jitter: float = JITTER,
         end_date: str | datetime | None = None,
         timeout_at: str | datetime | None = None,
         seen: Sequence[str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            smsonline_conn_id=smsonline_conn_id,
+            poll_interval=poll_interval,
+            jitter=jitter,
+            timeout_at=timeout_at,
+        )
         self.rent_id = validate_rent_id(rent_id)
-        self.smsonline_conn_id = smsonline_conn_id
         self._regex = validate_pattern(pattern)
         self.pattern = pattern or None
         since_at = validate_moment("since", since)
@@ -95,121 +87,53 @@ class RentSmsTrigger(BaseTrigger):
         self.since = since_at.isoformat() if since_at else None
         self.end_date = end_at.isoformat() if end_at else None
         self._since_at, self._end_at = since_at, end_at
-        self._timeout_at = validate_moment("timeout_at", timeout_at)
-        self.timeout_at = self._timeout_at.isoformat() if self._timeout_at else None
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter < 1:
-            raise ValueError(f"jitter must be a fraction from 0 up to (not including) 1, got {jitter!r}")
-        self.poll_interval = validate_poll_interval(poll_interval)
-        self.jitter = float(jitter)
         if seen is not None and (isinstance(seen, str) or not all(isinstance(f, str) for f in seen)):
             raise ValueError(f"seen must be a list of SMS fingerprints (strings) or None, got {seen!r}")
         self.seen = list(seen) if seen is not None else None
+        self._last_check_ended = False
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """The classpath and JSON-able kwargs that rebuild this trigger (no key: the conn id)."""
+    def _kwargs(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "since": self.since, "end_date": self.end_date, "seen": self.seen}
+
+    def _describe(self) -> str:
         return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "rent_id": self.rent_id,
-                "smsonline_conn_id": self.smsonline_conn_id,
-                "pattern": self.pattern,
-                "since": self.since,
-                "poll_interval": self.poll_interval,
-                "jitter": self.jitter,
-                "end_date": self.end_date,
-                "timeout_at": self.timeout_at,
-                "seen": self.seen,
-            },
+            f"Waiting for an SMS on rental {self.rent_id} (pattern {self.pattern!r}, "
+            f"since {self.since or 'any time'})"
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Wait, then yield exactly one :class:`TriggerEvent` (see the class for its payload)."""
-        payload = await self._wait()
-        yield TriggerEvent(payload)
+    def _ended(self) -> bool:
+        return self._end_at is not None and now() >= self._end_at
 
-    # ------------------------------------------------------------------ internals
-
-    async def _wait(self) -> dict[str, Any]:
-        from airflow_provider_smsonline._compat import AirflowNotFoundException
-        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
-        from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
-
-        try:
-            client = await AsyncSmsOnlineClient.from_conn_id(self.smsonline_conn_id)
-        except AirflowNotFoundException:
-            return self._event("error", f"no connection {self.smsonline_conn_id!r}", "no_connection")
-        except ValueError as error:
-            return self._event("error", str(error), "bad_connection")
-
-        self.log.info(
-            "Waiting for an SMS on rental %s (pattern %r, since %s), checking every %g s",
-            self.rent_id,
-            self.pattern,
-            self.since or "any time",
-            self.poll_interval,
-        )
-        async with client:
-            failures = 0
-            while True:
-                if self._timeout_at is not None and _now() >= self._timeout_at:
-                    message = f"no matching SMS arrived on rental {self.rent_id} by {self.timeout_at}"
-                    return self._event("timeout", message, "timeout")
-                ended = self._end_at is not None and _now() >= self._end_at
-                try:
-                    match = await self._check(client)
-                except RentalExpiredError as error:
-                    return self._event("expired", f"rental {self.rent_id} has ended ({error})", error.code)
-                except SmsOnlineError as error:
-                    if not error.retryable:
-                        return self._event("error", str(error), error.code)
-                    if ended:
-                        message = f"rental {self.rent_id} ended at {self.end_date}; the last check failed"
-                        return self._event("expired", f"{message} ({error})", "ended")
-                    failures += 1
-                    delay = self._capped(self._jittered(min(MAX_BACKOFF, self.poll_interval * 2**failures)))
-                    self.log.warning("Rental %s: %s; checking again in %.1f s", self.rent_id, error, delay)
-                    await _sleep(delay)
-                    continue
-                if match is not None:
-                    self.log.info("Rental %s: an SMS from %s matched", self.rent_id, match.sms.phone_from)
-                    return {"status": "success", "rent_id": self.rent_id, **match.to_xcom()}
-                if ended:
-                    message = f"rental {self.rent_id} ended at {self.end_date} before a matching SMS arrived"
-                    return self._event("expired", message, "ended")
-                failures = 0
-                await _sleep(self._next_poll_delay())
-
-    async def _check(self, client: AsyncSmsOnlineClient) -> SmsMatch | None:
-        """One check: the newest pages, as the shared walk asks for them."""
+    async def check(self, client: AsyncSmsOnlineClient) -> dict[str, Any] | None:
+        """The newest pages, as the shared walk asks for them; after ``end_date``, the last look."""
+        self._last_check_ended = ended = self._ended()
         walk = SmsWalk(self._regex, since=self._since_at, seen=self.seen)
         page: int | None = walk.first_page
         while page is not None:
             page = walk.feed(await client.get_rent_status(self.rent_id, page=page, size=walk.page_size))
-        return walk.match
+        if walk.match is not None:
+            self.log.info("Rental %s: an SMS from %s matched", self.rent_id, walk.match.sms.phone_from)
+            return {"status": "success", **walk.match.to_xcom()}
+        if ended:
+            message = f"rental {self.rent_id} ended at {self.end_date} before a matching SMS arrived"
+            return self.event("expired", message, "ended")
+        return None
 
-    def _jittered(self, seconds: float) -> float:
-        return seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
+    def final_event(self, error: SmsOnlineError) -> dict[str, Any] | None:
+        if isinstance(error, RentalExpiredError):
+            return self.event("expired", f"rental {self.rent_id} has ended ({error})", error.code)
+        if error.retryable and self._last_check_ended:
+            message = f"rental {self.rent_id} ended at {self.end_date}; the last check failed"
+            return self.event("expired", f"{message} ({error})", "ended")
+        return super().final_event(error)
 
-    def _next_poll_delay(self) -> float:
-        delay = self._jittered(self.poll_interval)
+    def _next_delay(self) -> float:
+        delay = super()._next_delay()
         if self._end_at is not None:
             # Check once more just after the rental ends rather than a whole interval later.
-            delay = min(delay, max(0.0, (self._end_at - _now()).total_seconds()) + 1.0)
-        return self._capped(delay)
-
-    def _capped(self, delay: float) -> float:
-        """``delay``, but no later than ``timeout_at``."""
-        if self._timeout_at is None:
-            return delay
-        return min(delay, max(0.0, (self._timeout_at - _now()).total_seconds()))
-
-    def _event(self, status: str, message: str, code: str) -> dict[str, Any]:
-        return {"status": status, "rent_id": self.rent_id, "message": message, "code": code}
+            delay = min(delay, max(0.0, (self._end_at - now()).total_seconds()) + 1.0)
+        return delay
 
 
 # Its public home: where the triggerer imports it from and what serialize() names.
 RentSmsTrigger.__module__ = "airflow_provider_smsonline.triggers.rent"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -1,8 +1,9 @@
 # The trigger behind SMS-driven DAGs: an asset watcher that polls one rental from the triggerer for
-# as long as the asset is watched and fires one event per SMS that reaches it. What a watch has
-# accounted for lives in one Airflow Variable, so that a triggerer restart neither repeats nor
-# drops an SMS. Deciding what is new never reads the server's dates (they carry no zone): the
-# watch remembers which SMS were there (their fingerprints).
+# as long as the asset is watched and fires one event per SMS that reaches it, on the parts of the
+# one polling loop (triggers/base.py). What a watch has accounted for lives in one Airflow Variable
+# (triggers/records.py), so that a triggerer restart neither repeats nor drops an SMS. Deciding
+# what is new never reads the server's dates (they carry no zone): the watch remembers which SMS
+# were there (their fingerprints).
 """Start a DAG run for every SMS that reaches a rental (Airflow 3 assets).
 
 ::
@@ -26,47 +27,37 @@
         handle()
 
 :class:`SmsReceivedTrigger` subclasses Airflow's ``BaseEventTrigger`` (``airflow.triggers.base``,
-there from Airflow 3.0 on). Its module imports that class and this provider's protocol only; the
-HTTP client, the Variable access and asgiref load in the triggerer, on the first check.
+there from Airflow 3.0 on). Its module imports that class, the shared loop and this provider's
+protocol only; the HTTP client, the Variable access and asgiref load in the triggerer, on the first
+check.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import json
-import random
-import re
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.protocol import MAX_PAGES, PAGE_SIZE, find_sms_match, fingerprint
-from airflow_provider_smsonline.triggers._rent import MAX_BACKOFF
+from airflow_provider_smsonline.triggers.base import MAX_BACKOFF, Polling
+from airflow_provider_smsonline.triggers.records import (
+    VariableRecords,
+    WatchRecordError,
+    WatchRecords,
+    record_key,
+)
 from airflow_provider_smsonline.validation import validate_pattern, validate_poll_interval, validate_rent_id
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
     from airflow_provider_smsonline.protocol import Sms
 
-__all__ = [
-    "ENDED_RECHECK",
-    "KNOWN_LIMIT",
-    "MAX_BACKOFF",
-    "MIN_POLL_INTERVAL",
-    "RECORD_PREFIX",
-    "SETTLE_SECONDS",
-    "SmsReceivedTrigger",
-    "VariableRecords",
-    "WatchRecordError",
-    "WatchRecords",
-    "record_key",
-]
+__all__ = ["ENDED_RECHECK", "KNOWN_LIMIT", "MIN_POLL_INTERVAL", "RECORD_DELAY", "SmsReceivedTrigger"]
 
 #: Fingerprints a watch remembers, newest first: the most one check reads (5 pages of 20 SMS).
 KNOWN_LIMIT = MAX_PAGES * PAGE_SIZE
@@ -75,178 +66,12 @@ ENDED_RECHECK = 3600.0
 #: Seconds an event has to reach Airflow's database before the watch records its SMS as fired.
 #: The triggerer hands events to its database about once a second; a watch recorded sooner could
 #: lose an event when the triggerer stops in between (see :class:`SmsReceivedTrigger`).
-SETTLE_SECONDS = 3.0
+RECORD_DELAY = 3.0
 #: The shortest ``poll_interval`` a watch accepts, in seconds.
 MIN_POLL_INTERVAL = 1.0
-#: The start of every watch record's Variable name.
-RECORD_PREFIX = "smsonline_watch__"
-#: The fraction by which each wait varies at random (0.1: ±10 %), so that watches spread out.
-JITTER = 0.1
-
-# Indirection so tests can watch the waits without waiting.
-_sleep = asyncio.sleep
-
-_NOT_READABLE = re.compile(r"[^A-Za-z0-9._-]+")
-# Airflow's Variable key column holds 250 characters; the readable part is for people only.
-_READABLE_CONN_ID = 60
-
-
-def record_key(smsonline_conn_id: str, rent_id: int, pattern: str | None) -> str:
-    """The Airflow Variable in which the watch of ``rent_id`` with ``pattern`` keeps its record.
-
-    ``smsonline_watch__<rent_id>__<connection id>__<digest>``: the digest (of the connection id,
-    the rental id and the pattern) tells apart watches whose readable parts look alike.
-    ``poll_interval`` is not part of it, so that changing the interval keeps the record.
-    """
-    digest = hashlib.sha256(
-        json.dumps([smsonline_conn_id, rent_id, pattern or None], separators=(",", ":")).encode()
-    ).hexdigest()[:16]
-    readable = _NOT_READABLE.sub("-", smsonline_conn_id)[:_READABLE_CONN_ID]
-    return f"{RECORD_PREFIX}{rent_id}__{readable}__{digest}"
-
-
-# ----------------------------------------------------------------------------- where a watch remembers
-
-
-class WatchRecordError(Exception):
-    """The watch record could not be read or written (the message names the Variable)."""
-
-
-class WatchRecords(Protocol):
-    """Where watches keep their records: one JSON object per key (Airflow Variables by default)."""
-
-    async def load(self, key: str) -> dict[str, Any] | None:
-        """The record at ``key``, ``None`` when there is none; :class:`WatchRecordError` on failure."""
-
-    async def save(self, key: str, record: dict[str, Any]) -> None:
-        """Write ``record`` at ``key`` and make sure it is there; :class:`WatchRecordError` if not."""
-
-    async def delete(self, key: str) -> None:
-        """Remove ``key`` (no record: no error); :class:`WatchRecordError` on failure."""
-
-
-class VariableRecords:
-    """Watch records in Airflow Variables (JSON), in the metadata database.
-
-    In the triggerer each read and write is one message to the triggerer's supervisor, sent on
-    the trigger's own event loop, as Airflow's triggerer sends its own. The Task SDK's
-    ``Variable`` is not used there: on Airflow 3.1, called from a trigger (even in a worker
-    thread) it answers on another event loop, which breaks the runner's channel and ends every
-    trigger of the triggerer. Elsewhere (no triggerer) the Task SDK's ``Variable`` is used, in a
-    thread. In the triggerer the record is read from the database only, never from a secrets
-    backend.
-    """
-
-    #: The description every record's Variable carries, for whoever lists Variables.
-    DESCRIPTION = (
-        "airflow-provider-smsonline: which SMS an SmsReceivedTrigger watch has accounted for. "
-        "Removed when the rental ends; safe to delete when no asset watches this rental any more."
-    )
-
-    async def load(self, key: str) -> dict[str, Any] | None:
-        """The record, ``None`` when the Variable is missing (or is not a watch record)."""
-        raw = await self._read(key)
-        try:
-            record = json.loads(raw) if raw else None
-        except ValueError:
-            return None
-        return record if isinstance(record, dict) else None
-
-    async def save(self, key: str, record: dict[str, Any]) -> None:
-        """Write the Variable, then read it back (a failed write may only have been logged)."""
-        text = json.dumps(record, separators=(",", ":"), sort_keys=True)
-        channel = _triggerer_channel()
-        if channel is None:
-            await _in_thread("write", key, _variable_set, key, text, self.DESCRIPTION)
-        else:
-            from airflow.sdk.execution_time.comms import PutVariable
-
-            await _ask(channel, "write", key, PutVariable(key=key, value=text, description=self.DESCRIPTION))
-        if await self._read(key) != text:
-            raise WatchRecordError(f"Variable {key!r} did not keep what was written")
-
-    async def delete(self, key: str) -> None:
-        """Delete the Variable."""
-        channel = _triggerer_channel()
-        if channel is None:
-            await _in_thread("delete", key, _variable_delete, key)
-        else:
-            from airflow.sdk.execution_time.comms import DeleteVariable
-
-            await _ask(channel, "delete", key, DeleteVariable(key=key))
-
-    @staticmethod
-    async def _read(key: str) -> str | None:
-        channel = _triggerer_channel()
-        if channel is None:
-            return cast("str | None", await _in_thread("read", key, _variable_get, key))
-        from airflow.sdk.execution_time.comms import GetVariable
-
-        answer = await _ask(channel, "read", key, GetVariable(key=key))
-        value = getattr(answer, "value", None)
-        return value if isinstance(value, str) else None
-
-
-def _triggerer_channel() -> Any:
-    """The trigger runner's channel to its supervisor when this runs in a triggerer, else ``None``."""
-    # Not imported here: a process that has not loaded it is no triggerer.
-    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    channel = getattr(runner, "SUPERVISOR_COMMS", None)
-    return channel if type(channel).__name__ == "TriggerCommsDecoder" else None
-
-
-async def _ask(channel: Any, what: str, key: str, message: Any) -> Any:
-    """Send ``message`` on this loop; the answer, ``None`` for a Variable that does not exist."""
-    from airflow.sdk.execution_time.comms import ErrorResponse
-
-    try:
-        answer = await channel.asend(message)
-    except Exception as error:
-        problem = f"could not {what} Variable {key!r} ({type(error).__name__}: {str(error)[:200]})"
-    else:
-        if not isinstance(answer, ErrorResponse):
-            return answer
-        error_type = str(getattr(answer.error, "value", answer.error))
-        if error_type.endswith("NOT_FOUND"):
-            return None
-        problem = f"could not {what} Variable {key!r} ({error_type}: {str(answer.detail)[:200]})"
-    raise WatchRecordError(problem)
-
-
-async def _in_thread(what: str, key: str, function: Any, *args: Any) -> Any:
-    from asgiref.sync import sync_to_async
-
-    try:
-        return await sync_to_async(function)(*args)
-    except Exception as error:
-        problem = f"could not {what} Variable {key!r} ({type(error).__name__}: {str(error)[:200]})"
-    raise WatchRecordError(problem)
-
-
-def _variable_get(key: str) -> str | None:
-    from airflow.sdk import Variable
-
-    value = Variable.get(key, default=None)
-    return value if isinstance(value, str) or value is None else json.dumps(value)
-
-
-def _variable_set(key: str, text: str, description: str) -> None:
-    from airflow.sdk import Variable
-
-    Variable.set(key, text, description=description)
-
-
-def _variable_delete(key: str) -> None:
-    from airflow.sdk import Variable
-
-    Variable.delete(key)
-
 
 # The store every watch uses; tests put an in-memory one here.
 _records: WatchRecords = VariableRecords()
-
-
-# ----------------------------------------------------------------------------- the trigger
 
 
 @dataclass
@@ -257,7 +82,7 @@ class _Watch:
     unsaved: bool = False
 
 
-class SmsReceivedTrigger(BaseEventTrigger):
+class SmsReceivedTrigger(Polling, BaseEventTrigger):
     """Fire one event for every SMS that reaches a rental after the watch starts.
 
     For ``Asset(..., watchers=[AssetWatcher(name=..., trigger=SmsReceivedTrigger(...))])``: each
@@ -279,7 +104,7 @@ class SmsReceivedTrigger(BaseEventTrigger):
     the Airflow Variable named by :attr:`record_key`, read when the trigger starts. So after a
     triggerer restart, the trigger moving to another triggerer, or the DAG being paused and
     unpaused, SMS that arrived meanwhile fire and SMS that fired before do not. An event's SMS is
-    recorded :data:`SETTLE_SECONDS` after the event, once Airflow has stored it: a triggerer that
+    recorded :data:`RECORD_DELAY` after the event, once Airflow has stored it: a triggerer that
     stops within those seconds fires that SMS again when it comes back (never zero times). The
     record belongs to the connection, the rental and the pattern (not ``poll_interval``, which
     can change without losing it): watch a rental with a given pattern from one place (watchers
@@ -344,9 +169,9 @@ class SmsReceivedTrigger(BaseEventTrigger):
         """Yield one :class:`TriggerEvent` per new SMS, for as long as the triggerer runs it."""
         watch = _Watch()
         while True:
-            client = await self._open_client()
+            client = await self._client_or_log()
             if client is None:
-                await _sleep(self._jittered(MAX_BACKOFF))
+                await self._pause(self._jittered(MAX_BACKOFF))
                 continue
             async with client, contextlib.aclosing(self._watch(client, watch)) as events:
                 async for event in events:
@@ -354,37 +179,29 @@ class SmsReceivedTrigger(BaseEventTrigger):
 
     # ------------------------------------------------------------------ internals
 
-    async def _open_client(self) -> AsyncSmsOnlineClient | None:
-        from airflow_provider_smsonline._compat import AirflowNotFoundException
-        from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
-
-        try:
-            return await AsyncSmsOnlineClient.from_conn_id(self.smsonline_conn_id)
-        except AirflowNotFoundException:
-            problem = f"there is no connection {self.smsonline_conn_id!r}"
-        except ValueError as error:
-            problem = str(error)
+    async def _client_or_log(self) -> AsyncSmsOnlineClient | None:
+        client = await self._open_client()
+        if not isinstance(client, str):
+            return client
         self.log.error(
-            "Watch of rental %s: %s; trying again in about %d s", self.rent_id, problem, MAX_BACKOFF
+            "Watch of rental %s: %s; trying again in about %d s", self.rent_id, client, MAX_BACKOFF
         )
         return None
 
     async def _watch(self, client: AsyncSmsOnlineClient, watch: _Watch) -> AsyncGenerator[TriggerEvent, None]:
         """Check, fire, record, wait; return when the client must be rebuilt (a refused call)."""
-        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
-
         failures = 0
         while True:
             try:
                 if watch.known is None:
                     watch.known, resumed = await self._start(client)
                     if not resumed:  # nothing can be new yet
-                        await _sleep(self._jittered(self.poll_interval))
+                        await self._pause(self._jittered(self.poll_interval))
                         continue
                 fresh, newest = await self._check(client, watch.known)
             except RentalExpiredError as error:
                 await self._ended(error, watch)
-                await _sleep(ENDED_RECHECK)
+                await self._pause(ENDED_RECHECK)
                 continue
             except SmsOnlineError as error:
                 if not error.retryable:
@@ -395,7 +212,7 @@ class SmsReceivedTrigger(BaseEventTrigger):
                         error,
                         MAX_BACKOFF,
                     )
-                    await _sleep(self._jittered(MAX_BACKOFF))
+                    await self._pause(self._jittered(MAX_BACKOFF))
                     return
                 failures += 1
                 await self._back_off(str(error), failures)
@@ -413,10 +230,10 @@ class SmsReceivedTrigger(BaseEventTrigger):
                 yield TriggerEvent(self._payload(sms_id, sms))
             if newest != watch.known or watch.unsaved:
                 if fresh:
-                    await _sleep(SETTLE_SECONDS)
+                    await self._pause(RECORD_DELAY)
                 watch.known = newest
                 watch.unsaved = not await self._save(newest)
-            await _sleep(self._jittered(self.poll_interval))
+            await self._pause(self._jittered(self.poll_interval))
 
     async def _start(self, client: AsyncSmsOnlineClient) -> tuple[list[str], bool]:
         """The fingerprints accounted for, and whether they come from the record (else they are
@@ -492,9 +309,9 @@ class SmsReceivedTrigger(BaseEventTrigger):
             )
 
     async def _back_off(self, problem: str, failures: int) -> None:
-        delay = min(MAX_BACKOFF, self._jittered(self.poll_interval * 2**failures))
+        delay = self._backoff(failures)
         self.log.warning("Watch of rental %s: %s; checking again in %.1f s", self.rent_id, problem, delay)
-        await _sleep(delay)
+        await self._pause(delay)
 
     def _payload(self, sms_id: str, sms: Sms) -> dict[str, Any]:
         match = find_sms_match([sms], None, self._regex)
@@ -513,7 +330,3 @@ class SmsReceivedTrigger(BaseEventTrigger):
             "known": known,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-
-    @staticmethod
-    def _jittered(seconds: float) -> float:
-        return seconds * random.uniform(1 - JITTER, 1 + JITTER)
