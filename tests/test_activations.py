@@ -21,8 +21,8 @@ from airflow_provider_smsonline.exceptions import (
     PriceLimitError,
     ServerError,
 )
+from airflow_provider_smsonline.hooks import smsonline as hook_module
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-from airflow_provider_smsonline.operators import activation as activation_ops
 from airflow_provider_smsonline.operators.activation import (
     ActivateNumberOperator,
     CancelActivationOperator,
@@ -358,7 +358,7 @@ def test_cancel_operator_waits_out_the_early_window_then_refunds(
         waits.append(seconds)
         sandbox.advance_clock(seconds)
 
-    monkeypatch.setattr(activation_ops, "_sleep", sleep)
+    monkeypatch.setattr(hook_module, "_sleep", sleep)
     CancelActivationOperator(task_id="cancel", activation_id=activation.id).execute(task_context(ti))
     assert waits and balance(sandbox) == start
     assert activations(sandbox)[0]["status"] == "cancelled"

@@ -16,8 +16,9 @@ import requests
 import requests_mock as requests_mock_module
 
 from airflow_provider_smsonline.exceptions import SmsOnlineError
-from airflow_provider_smsonline.hooks.smsonline import ClientConfig, SmsOnlineHook
+from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 from airflow_provider_smsonline.operators.rent import FinishRentOperator, RentNumberOperator
+from airflow_provider_smsonline.policy import ClientConfig
 from tests.conftest import (
     CANARY_FORMS,
     CANARY_KEY,

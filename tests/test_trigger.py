@@ -475,7 +475,7 @@ async def _single_event(trigger: RentSmsTrigger) -> dict[str, Any]:
 
 
 def _client_for(url: str, **overrides: Any) -> AsyncSmsOnlineClient:
-    from airflow_provider_smsonline.hooks.smsonline import ClientConfig
+    from airflow_provider_smsonline.policy import ClientConfig
 
     return AsyncSmsOnlineClient(ClientConfig(endpoint=url, api_key=CANARY_KEY, **overrides))
 

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_smsonline import policy, protocol
-from airflow_provider_smsonline.exceptions import PriceLimitError, SmsOnlineError, TransportError
+from airflow_provider_smsonline.exceptions import (
+    EarlyCancelDeniedError,
+    PriceLimitError,
+    SmsOnlineError,
+    TransportError,
+)
 from airflow_provider_smsonline.policy import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -36,7 +41,8 @@ __all__ = [
     "DEFAULT_READ_RETRIES",
     "DEFAULT_RETRY_BACKOFF",
     "DEFAULT_TIMEOUT",
-    "ClientConfig",
+    "EARLY_CANCEL_RETRY",
+    "EARLY_CANCEL_WAIT",
     "SmsOnlineHook",
     "build_endpoint",
 ]
@@ -44,6 +50,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Seconds :meth:`SmsOnlineHook.end_activation` waits, at most, for the early-cancel window
+#: (about 2 minutes) to pass.
+EARLY_CANCEL_WAIT = 150.0
+#: Seconds between cancel attempts while the early-cancel window is open.
+EARLY_CANCEL_RETRY = 15.0
+
+# Indirection so tests can watch the waits without waiting.
+_sleep = time.sleep
 
 
 class SmsOnlineHook(BaseHook):
@@ -298,6 +313,35 @@ class SmsOnlineHook(BaseHook):
             2 minutes).
         """
         return self._set_status(activation_id, protocol.ACTIVATION_CANCEL)
+
+    def end_activation(self, activation_id: int) -> str:
+        """End an activation the way its state asks: complete it when a code arrived, else cancel
+        it for a refund, waiting out the early-cancel window (about 2 minutes; at most
+        :data:`EARLY_CANCEL_WAIT` seconds, trying every :data:`EARLY_CANCEL_RETRY` seconds).
+
+        :returns: ``"completed"``, ``"cancelled"``, ``"ended"`` (already over) or ``"refund_later"``
+            (the window did not pass in time: the service refunds it after about 20 minutes).
+        """
+        state = self.get_status(activation_id)
+        if state.status == protocol.STATUS_CANCEL:
+            return "ended"
+        if state.status == protocol.STATUS_OK:
+            self.complete_activation(activation_id)
+            return "completed"
+        deadline = time.monotonic() + EARLY_CANCEL_WAIT
+        while True:
+            try:
+                self.cancel_activation(activation_id)
+                return "cancelled"
+            except EarlyCancelDeniedError:
+                if time.monotonic() + EARLY_CANCEL_RETRY > deadline:
+                    self.log.warning(
+                        "Activation %s cannot be cancelled yet; without a code the service refunds it "
+                        "after about 20 minutes.",
+                        activation_id,
+                    )
+                    return "refund_later"
+                _sleep(EARLY_CANCEL_RETRY)
 
     def get_prices(
         self, service: str | None = None, country: int | None = None

@@ -1,185 +1,54 @@
-# Operators: validate arguments, call the hook, push XCom, map errors to task states.
-# Nothing heavy at import: the hook (and requests) load when a task runs.
+# Operators of the rent family: rent, renew, finish and cancel numbers. What they share (the hook,
+# field checks, error mapping, XCom, the charging path) is operators/base.py's.
 """Operators that rent, renew, finish and cancel SMS.online numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from airflow.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline import validation
+from airflow_provider_smsonline._compat import AirflowFailException
+from airflow_provider_smsonline.exceptions import CancelNotAllowedError, SmsOnlineError
+from airflow_provider_smsonline.operators.base import (
+    ChargingOperator,
+    SmsOnlineBaseOperator,
+    Validators,
+    fail_or_retry,
+    price_above_limit,
+)
+from airflow_provider_smsonline.protocol import Rental
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-    from airflow_provider_smsonline.protocol import Rental
+    from airflow_provider_smsonline.ledger import ChargeLedger
 
-T = TypeVar("T")
+__all__ = [
+    "XCOM_KEYS",
+    "CancelRentOperator",
+    "ContinueRentOperator",
+    "FinishRentOperator",
+    "RentNumberOperator",
+]
 
 #: The XCom keys every renting operator pushes, besides ``return_value``.
 XCOM_KEYS = ("id", "number", "end_date")
 
 
-def is_templated(value: object) -> bool:
-    """Whether ``value`` is only known after rendering (a Jinja string or an XComArg)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    return not isinstance(value, (int, float, bool, type(None)))
+class _RentingOperator(ChargingOperator[Rental]):
+    """A charging operator that pays for a rental (getRentNumber or continueRentNumber)."""
+
+    xcom_keys = XCOM_KEYS
+    bought = "rental"
+
+    def _log_bought(self, item: Rental, result: dict[str, Any]) -> None:
+        self.log.info("Rental %s: number %s until %s", item.id, item.number, result["end_date"])
 
 
-def check_fields(
-    validators: dict[str, tuple[Callable[[Any], Any], Any]], *, rendered: bool
-) -> dict[str, Any]:
-    """Validate ``{field: (validator, value)}``; before rendering, templated values are skipped.
-
-    :returns: the validated values (templated ones as they are).
-    :raises ValueError: naming the field and what is allowed.
-    """
-    checked = {}
-    for name, (validate, value) in validators.items():
-        checked[name] = value if (not rendered and is_templated(value)) else validate(value)
-    return checked
-
-
-def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
-    """The exception a task should raise for ``error``: retryable ones as they are, the rest as
-    :class:`AirflowFailException`, so that no retry is spent on what only a person can fix."""
-    from airflow_provider_smsonline._compat import AirflowFailException
-    from airflow_provider_smsonline.exceptions import AccountError, SmsOnlineError
-
-    if isinstance(error, SmsOnlineError) and error.retryable:
-        return error
-    if isinstance(error, AccountError):
-        return AirflowFailException(f"{error} (connection {conn_id!r}); not retrying")
-    return AirflowFailException(f"{error}; not retrying")
-
-
-def _max_price(value: object) -> Decimal | None:
-    from airflow_provider_smsonline.protocol import validate_max_price
-
-    return validate_max_price(value)
-
-
-def price_above_limit(what: str, price: Decimal, limit: Decimal) -> Exception:
-    """The budget guard's refusal: nothing was charged; the task fails without retry."""
-    from airflow_provider_smsonline.exceptions import PriceLimitError
-
-    return PriceLimitError(
-        f"{what} costs {price}, above max_price {limit}; nothing was charged",
-        code="max_price",
-        price=price,
-        limit=limit,
-    )
-
-
-class _SmsOnlineOperator(BaseOperator):
-    """Shared plumbing: the connection id, the hook, rendering checks and failure mapping."""
-
-    ui_color = "#e8f4ea"
-
-    def __init__(self, *, smsonline_conn_id: str = "smsonline_default", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.smsonline_conn_id = smsonline_conn_id
-
-    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
-        return {}
-
-    def _rendered(self) -> dict[str, Any]:
-        from airflow_provider_smsonline._compat import AirflowFailException
-
-        try:
-            return check_fields(self._validators(), rendered=True)
-        except ValueError as error:
-            raise AirflowFailException(f"{self.task_id}: {error} (after rendering)") from None
-
-    def hook(self) -> SmsOnlineHook:
-        """A hook on ``smsonline_conn_id``."""
-        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-
-        return SmsOnlineHook(smsonline_conn_id=self.smsonline_conn_id)
-
-    def _api(
-        self, call: Callable[[], T], passthrough: type[Exception] | tuple[type[Exception], ...] = ()
-    ) -> T:
-        """Run ``call``, raising provider errors as the task should see them."""
-        from airflow_provider_smsonline.exceptions import SmsOnlineError
-
-        try:
-            return call()
-        except passthrough:
-            raise
-        except (SmsOnlineError, ValueError) as error:
-            mapped = fail_or_retry(error, self.smsonline_conn_id)
-            if mapped is error:
-                raise
-        raise mapped from None
-
-
-class _ChargingOperator(_SmsOnlineOperator):
-    """Runs one charging call per task instance through the charge ledger and pushes XCom."""
-
-    def __init__(self, *, cancel_on_failure: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.cancel_on_failure = cancel_on_failure
-
-    def _charge(
-        self,
-        context: Context,
-        hook: SmsOnlineHook,
-        call: Callable[[], Rental],
-        rent_time: int | None,
-        existing_id: int | None = None,
-    ) -> dict[str, Any]:
-        from airflow_provider_smsonline.exceptions import OutcomeUnknownError
-        from airflow_provider_smsonline.ledger import ChargeLedger, charge_once
-
-        ledger = ChargeLedger.for_context(context)
-        # OutcomeUnknownError stays retryable here: the ledger keeps the pending marker, so the
-        # next try reconciles with getRentList before it could charge again.
-        rental, charged = self._api(
-            lambda: charge_once(ledger, hook, call, rent_time=rent_time, existing_id=existing_id),
-            passthrough=OutcomeUnknownError,
-        )
-        result = rental.to_xcom()
-        try:
-            ti = context["ti"]
-            for key in XCOM_KEYS:
-                ti.xcom_push(key=key, value=result[key])
-        except Exception as error:
-            self._release_after_failure(hook, ledger, rental.id, charged and existing_id is None, error)
-            raise
-        self.log.info("Rental %s: number %s until %s", rental.id, rental.number, result["end_date"])
-        return result
-
-    def _release_after_failure(
-        self, hook: SmsOnlineHook, ledger: Any, rent_id: int, cancellable: bool, error: Exception
-    ) -> None:
-        """The rental is paid for but the task fails: cancel it for a refund, or name it."""
-        from airflow_provider_smsonline._compat import AirflowFailException
-        from airflow_provider_smsonline.exceptions import SmsOnlineError
-
-        if not (cancellable and self.cancel_on_failure):
-            self.log.error("Task failed after paying for rental %s; it is kept (a retry reuses it).", rent_id)
-            return
-        try:
-            hook.cancel_rent(rent_id)
-        except SmsOnlineError as cancel_error:
-            problem = (
-                f"rental {rent_id} is paid for, but the task failed ({type(error).__name__}) and "
-                f"cancelling it failed too: {cancel_error}"
-            )
-        else:
-            ledger.write(None)
-            self.log.warning("Task failed after renting; rental %s was cancelled for a refund.", rent_id)
-            return
-        raise AirflowFailException(problem) from None
-
-
-class RentNumberOperator(_ChargingOperator):
+class RentNumberOperator(_RentingOperator):
     """Rent an SMS.online number for days or months (getRentNumber).
 
     Pushes ``id`` (int), ``number`` (str) and ``end_date`` (ISO 8601 str) under their own XCom
@@ -233,29 +102,32 @@ class RentNumberOperator(_ChargingOperator):
         self.rent_time = rent_time
         self.webhook_url = webhook_url
         self.max_price = max_price
-        check_fields(self._validators(), rendered=False)
+        self._check_at_parse()
 
-    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    def _validators(self) -> Validators:
         return {
             "service": (validation.validate_service, self.service),
             "country": (validation.validate_country, self.country),
             "operator": (validation.validate_operator, self.operator),
             "rent_time": (validation.validate_rent_time, self.rent_time),
             "webhook_url": (validation.validate_webhook_url, self.webhook_url),
-            "max_price": (_max_price, self.max_price),
+            "max_price": (validation.validate_max_price, self.max_price),
         }
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        args = self._rendered()
-        limit = args.pop("max_price")
-        hook = self.hook()
-        with hook:
-            if limit is not None:
-                self._api(lambda: self._check_price(hook, args, limit))
-            result = self._charge(context, hook, lambda: hook.get_rent_number(**args), args["rent_time"])
-            if limit is not None:
-                self._check_paid(context, hook, result["id"], limit)
-            return result
+    def _charge_once(
+        self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
+    ) -> tuple[Rental, bool]:
+        from airflow_provider_smsonline.ledger import charge_once
+
+        call_args = {k: v for k, v in args.items() if k != "max_price"}
+        return charge_once(
+            ledger, hook, lambda: hook.get_rent_number(**call_args), rent_time=args["rent_time"]
+        )
+
+    def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Rental) -> str | None:
+        hook.cancel_rent(item.id)
+        ledger.write(None)
+        return "cancelled for a refund"
 
     def _what(self, args: dict[str, Any]) -> str:
         hours = f"{args['rent_time']} hours" if args["rent_time"] else "the default period"
@@ -267,12 +139,9 @@ class RentNumberOperator(_ChargingOperator):
         if listed is not None and listed.cost > limit:
             raise price_above_limit(self._what(args), listed.cost, limit)
 
-    def _check_paid(self, context: Context, hook: SmsOnlineHook, rent_id: int, limit: Decimal) -> None:
+    def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Rental, limit: Decimal) -> None:
         """The price rose between the look-up and the rental: cancel it for a refund and fail."""
-        from airflow_provider_smsonline._compat import AirflowFailException
-        from airflow_provider_smsonline.exceptions import SmsOnlineError
-        from airflow_provider_smsonline.ledger import ChargeLedger
-
+        rent_id = item.id
         try:
             row = next((r for r in hook.get_rent_list() if r.id == rent_id), None)
         except SmsOnlineError as error:
@@ -289,11 +158,11 @@ class RentNumberOperator(_ChargingOperator):
             hook.cancel_rent(rent_id)
         except SmsOnlineError as error:
             raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
-        ChargeLedger.for_context(context).write(None)
+        self._ledger(context).write(None)
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
 
 
-class ContinueRentOperator(_ChargingOperator):
+class ContinueRentOperator(_RentingOperator):
     """Extend a rental by ``rent_time`` hours (continueRentNumber). Charges money, once per task
     instance. Pushes the same XCom keys as :class:`RentNumberOperator`, with the new end date.
 
@@ -325,37 +194,36 @@ class ContinueRentOperator(_ChargingOperator):
         self.rent_id = rent_id
         self.rent_time = rent_time
         self.max_price = max_price
-        check_fields(self._validators(), rendered=False)
+        self._check_at_parse()
 
-    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    def _validators(self) -> Validators:
         return {
             "rent_id": (validation.validate_rent_id, self.rent_id),
             "rent_time": (lambda v: validation.validate_rent_time(v, optional=False), self.rent_time),
-            "max_price": (_max_price, self.max_price),
+            "max_price": (validation.validate_max_price, self.max_price),
         }
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        args = self._rendered()
-        hook = self.hook()
-        with hook:
-            if args["max_price"] is not None:
-                self._api(lambda: self._check_price(hook, args))
-            return self._charge(
-                context,
-                hook,
-                lambda: hook.continue_rent(args["rent_id"], args["rent_time"]),
-                args["rent_time"],
-                existing_id=args["rent_id"],
-            )
+    def _charge_once(
+        self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
+    ) -> tuple[Rental, bool]:
+        from airflow_provider_smsonline.ledger import charge_once
 
-    def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any]) -> None:
+        return charge_once(
+            ledger,
+            hook,
+            lambda: hook.continue_rent(args["rent_id"], args["rent_time"]),
+            rent_time=args["rent_time"],
+            existing_id=args["rent_id"],
+        )
+
+    def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
         price = hook.get_continue_rent_price(args["rent_id"], args["rent_time"])
-        if price > args["max_price"]:
+        if price > limit:
             what = f"renewing rental {args['rent_id']} by {args['rent_time']} hours"
-            raise price_above_limit(what, price, args["max_price"])
+            raise price_above_limit(what, price, limit)
 
 
-class FinishRentOperator(_SmsOnlineOperator):
+class FinishRentOperator(SmsOnlineBaseOperator):
     """Finish a rental (setRentStatus 1): the number is released. Finishing twice is not an error.
 
     :param rent_id: the rental's id (templated).
@@ -367,9 +235,9 @@ class FinishRentOperator(_SmsOnlineOperator):
     def __init__(self, *, rent_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rent_id = rent_id
-        check_fields(self._validators(), rendered=False)
+        self._check_at_parse()
 
-    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    def _validators(self) -> Validators:
         return {"rent_id": (validation.validate_rent_id, self.rent_id)}
 
     def execute(self, context: Context) -> None:
@@ -395,8 +263,6 @@ class CancelRentOperator(FinishRentOperator):
         self.finish_if_too_late = finish_if_too_late
 
     def execute(self, context: Context) -> None:
-        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
-
         rent_id = self._rendered()["rent_id"]
         with self.hook() as hook:
             try:

@@ -5,41 +5,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
-
 from airflow_provider_smsonline import validation
-from airflow_provider_smsonline._compat import conf
-from airflow_provider_smsonline.operators.rent import check_fields, fail_or_retry
+from airflow_provider_smsonline._compat import AirflowFailException
+from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
+from airflow_provider_smsonline.operators.base import Validators, fail_or_retry
+from airflow_provider_smsonline.protocol import PAGE_SIZE, SmsWalk, fingerprint
+from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.bases.sensor import PokeReturnValue
 
-    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.protocol import SmsMatch
+
+__all__ = ["XCOM_KEYS", "RentSmsSensor"]
 
 #: The XCom keys the sensor pushes besides ``return_value`` (``{"sms": ..., "code": ...}``).
 XCOM_KEYS = ("sms", "code", "text")
 
 
 def _validate_pattern(value: object) -> Any:
-    from airflow_provider_smsonline.validation import validate_pattern
-
-    validate_pattern(value)
+    validation.validate_pattern(value)
     return value or None
 
 
 def _validate_since(value: object) -> datetime | None:
-    from airflow_provider_smsonline.validation import validate_moment
-
-    return validate_moment("since", value)
+    return validation.validate_moment("since", value)
 
 
-class RentSmsSensor(BaseSensorOperator):
+class RentSmsSensor(SmsOnlineSensor):
     """Wait for an SMS on a rental, optionally one whose text matches ``pattern``, and push its code.
 
     Only SMS that reach the rental after the wait starts count. Without ``since``, the sensor
@@ -73,7 +71,6 @@ class RentSmsSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("rent_id", "pattern", "since")
-    ui_color = "#e8f4ea"
 
     def __init__(
         self,
@@ -81,27 +78,17 @@ class RentSmsSensor(BaseSensorOperator):
         rent_id: int | str,
         pattern: str | None = None,
         since: str | datetime | None = None,
-        smsonline_conn_id: str = "smsonline_default",
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
-        from airflow_provider_smsonline.validation import validate_poll_interval
-
-        poll_interval = validate_poll_interval(poll_interval)
-        kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
         self.rent_id = rent_id
         self.pattern = pattern
         self.since = since
-        self.smsonline_conn_id = smsonline_conn_id
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
         self._args: dict[str, Any] | None = None
         self._seen: list[str] | None = None
-        check_fields(self._validators(), rendered=False)
+        self._check_at_parse()
 
-    def _validators(self) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    def _validators(self) -> Validators:
         return {
             "rent_id": (validation.validate_rent_id, self.rent_id),
             "pattern": (_validate_pattern, self.pattern),
@@ -110,15 +97,10 @@ class RentSmsSensor(BaseSensorOperator):
 
     # ------------------------------------------------------------------ arguments
 
-    def _rendered(self, context: Context) -> dict[str, Any]:
+    def _args_of_run(self, context: Context) -> dict[str, Any]:
         """The rendered arguments, validated once per run, with ``since`` resolved."""
         if self._args is None:
-            from airflow_provider_smsonline._compat import AirflowFailException
-
-            try:
-                args = check_fields(self._validators(), rendered=True)
-            except ValueError as error:
-                raise AirflowFailException(f"{self.task_id}: {error} (after rendering)") from None
+            args = self._rendered()
             if args["since"] is None and self.reschedule:
                 args["since"] = self._started_at(context)
             self._args = args
@@ -140,58 +122,41 @@ class RentSmsSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self._args = None  # a new run renders afresh
-        args = self._rendered(context)
+        args = self._args_of_run(context)
         self._seen = self._baseline(args) if args["since"] is None else None
         if not self.deferrable:
             return super().execute(context)
+        self.log.info("Deferring: waiting in the triggerer for an SMS on rental %s", args["rent_id"])
+        self._defer(args)
+
+    def _trigger(self, args: dict[str, Any], timeout_at: str) -> Any:
         from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
 
-        self.log.info("Deferring: waiting in the triggerer for an SMS on rental %s", args["rent_id"])
-        timeout = timedelta(seconds=self.timeout)
-        self.defer(
-            trigger=RentSmsTrigger(
-                rent_id=args["rent_id"],
-                smsonline_conn_id=self.smsonline_conn_id,
-                pattern=args["pattern"],
-                since=args["since"].isoformat() if args["since"] is not None else None,
-                seen=self._seen,
-                poll_interval=self.poll_interval,
-                timeout_at=(datetime.now(timezone.utc) + timeout).isoformat(),
-            ),
-            method_name="execute_complete",
-            timeout=timeout,
+        return RentSmsTrigger(
+            rent_id=args["rent_id"],
+            smsonline_conn_id=self.smsonline_conn_id,
+            pattern=args["pattern"],
+            since=args["since"].isoformat() if args["since"] is not None else None,
+            seen=self._seen,
+            poll_interval=self.poll_interval,
+            timeout_at=timeout_at,
         )
-
-    def hook(self) -> SmsOnlineHook:
-        """A hook on ``smsonline_conn_id``."""
-        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-
-        return SmsOnlineHook(smsonline_conn_id=self.smsonline_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One check with the sync hook: push the XComs and finish on a match, else keep waiting."""
         from airflow.sdk.bases.sensor import PokeReturnValue
 
-        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
-
-        args = self._rendered(context)
+        args = self._args_of_run(context)
         try:
             match = self._check(args)
         except RentalExpiredError as error:
             raise self._ended(args["rent_id"], str(error)) from None
         except (SmsOnlineError, ValueError) as error:
-            if isinstance(error, SmsOnlineError) and error.retryable:
-                self.log.warning("Rental %s: %s; trying again at the next poke", args["rent_id"], error)
-                return False
-            failure = fail_or_retry(error, self.smsonline_conn_id)
-        else:
-            if match is None:
-                self.log.info("Rental %s: no matching SMS yet", args["rent_id"])
-                return False
-            result = match.to_xcom()
-            self._push(context, result)
-            return PokeReturnValue(is_done=True, xcom_value=result)
-        raise failure from None
+            return self._poke_failed(error, f"Rental {args['rent_id']}")
+        if match is None:
+            self.log.info("Rental %s: no matching SMS yet", args["rent_id"])
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, match.to_xcom()))
 
     def _baseline(self, args: dict[str, Any]) -> list[str]:
         """Fingerprints of the newest SMS the rental holds now: they and all below them are old.
@@ -199,69 +164,39 @@ class RentSmsSensor(BaseSensorOperator):
         :raises AirflowFailException: the rental has ended, or a failure only a person can fix.
         :raises SmsOnlineError: a retryable failure (the task's retries apply).
         """
-        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
-        from airflow_provider_smsonline.protocol import PAGE_SIZE, fingerprint
-
         try:
             with self.hook() as hook:
                 messages = hook.get_rent_status(args["rent_id"], page=0, size=PAGE_SIZE)
         except RentalExpiredError as error:
             raise self._ended(args["rent_id"], str(error)) from None
         except (SmsOnlineError, ValueError) as error:
-            failure = fail_or_retry(error, self.smsonline_conn_id)
-        else:
-            self.log.info(
-                "Rental %s holds %d SMS already; waiting for a new one", args["rent_id"], len(messages)
-            )
-            return [fingerprint(sms) for sms in messages]
-        raise failure from None
+            raise fail_or_retry(error, self.smsonline_conn_id) from None
+        self.log.info("Rental %s holds %d SMS already; waiting for a new one", args["rent_id"], len(messages))
+        return [fingerprint(sms) for sms in messages]
 
     def _check(self, args: dict[str, Any]) -> SmsMatch | None:
-        from airflow_provider_smsonline.protocol import SmsWalk
-        from airflow_provider_smsonline.validation import validate_pattern
-
-        walk = SmsWalk(validate_pattern(args["pattern"]), since=args["since"], seen=self._seen)
+        walk = SmsWalk(validation.validate_pattern(args["pattern"]), since=args["since"], seen=self._seen)
         with self.hook() as hook:
             page: int | None = walk.first_page
             while page is not None:
                 page = walk.feed(hook.get_rent_status(args["rent_id"], page=page, size=walk.page_size))
         return walk.match
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired: push the XComs, or fail with the event's message.
-
-        :param event: the trigger's payload (see :class:`RentSmsTrigger`).
-        :raises AirflowSensorTimeout: the trigger gave up at the sensor's ``timeout``.
-        :raises AirflowFailException: the rental ended, or a failure only a person can fix.
-        """
-        from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
-
-        payload = event or {}
-        if payload.get("status") == "success":
-            result = {"sms": payload["sms"], "code": payload.get("code")}
-            self._push(context, result)
-            return result
-        if payload.get("status") == "timeout":
-            raise AirflowSensorTimeout(f"{self.task_id}: {payload.get('message')}")
-        # "expired" and "error" alike: only a person (or a new rental) can fix them.
-        message = payload.get("message") or f"the trigger sent an unexpected event {event!r}"
-        raise AirflowFailException(f"{self.task_id}: {message}; not retrying")
-
     # ------------------------------------------------------------------ results
 
-    def _ended(self, rent_id: int, why: str) -> BaseException:
-        from airflow_provider_smsonline._compat import AirflowFailException
+    def _success(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"sms": payload["sms"], "code": payload.get("code")}
 
-        return AirflowFailException(f"rental {rent_id} has ended before a matching SMS arrived ({why})")
+    def _xcom(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {"sms": result["sms"], "code": result["code"], "text": result["sms"]["text"]}
 
-    def _push(self, context: Context, result: dict[str, Any]) -> None:
-        ti = context["ti"]
-        ti.xcom_push(key="sms", value=result["sms"])
-        ti.xcom_push(key="code", value=result["code"])
-        ti.xcom_push(key="text", value=result["sms"]["text"])
+    def _log_result(self, result: dict[str, Any]) -> None:
         self.log.info(
             "Rental SMS from %s at %s matched%s",
             result["sms"]["phone_from"],
             result["sms"]["date"],
             "" if result["code"] is None else "; its code is in XCom 'code'",
         )
+
+    def _ended(self, rent_id: int, why: str) -> BaseException:
+        return AirflowFailException(f"rental {rent_id} has ended before a matching SMS arrived ({why})")

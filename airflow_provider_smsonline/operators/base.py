@@ -1,0 +1,249 @@
+# What every operator and sensor of this provider shares: the connection id and the hook, fields
+# checked at DAG parse and again after rendering, API errors turned into task states, XCom, and
+# the charging operators' one path (budget guard, one charge per task instance, release after a
+# failure). Nothing heavy at import: the hook (and requests) load when a task runs.
+"""The base of the provider's operators and sensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_smsonline._compat import AirflowFailException
+from airflow_provider_smsonline.exceptions import (
+    AccountError,
+    OutcomeUnknownError,
+    PriceLimitError,
+    SmsOnlineError,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    from airflow_provider_smsonline.ledger import ChargeLedger
+
+__all__ = [
+    "ChargingOperator",
+    "SmsOnlineBaseOperator",
+    "SmsOnlineTask",
+    "Validators",
+    "check_fields",
+    "fail_or_retry",
+    "is_templated",
+    "price_above_limit",
+]
+
+T = TypeVar("T")
+#: What a charging call buys: a rental or an activation (anything with ``id`` and ``to_xcom()``).
+Bought = TypeVar("Bought")
+#: ``{field: (validator, value)}``: how each templated field is checked.
+Validators = dict[str, tuple[Callable[[Any], Any], Any]]
+
+
+def is_templated(value: object) -> bool:
+    """Whether ``value`` is only known after rendering (a Jinja string or an XComArg)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return not isinstance(value, (int, float, bool, type(None)))
+
+
+def check_fields(validators: Validators, *, rendered: bool) -> dict[str, Any]:
+    """Validate ``{field: (validator, value)}``; before rendering, templated values are skipped.
+
+    :returns: the validated values (templated ones as they are).
+    :raises ValueError: naming the field and what is allowed.
+    """
+    checked = {}
+    for name, (validate, value) in validators.items():
+        checked[name] = value if (not rendered and is_templated(value)) else validate(value)
+    return checked
+
+
+def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
+    """The exception a task should raise for ``error``: retryable ones as they are, the rest as
+    :class:`AirflowFailException`, so that no retry is spent on what only a person can fix."""
+    if isinstance(error, SmsOnlineError) and error.retryable:
+        return error
+    if isinstance(error, AccountError):
+        return AirflowFailException(f"{error} (connection {conn_id!r}); not retrying")
+    return AirflowFailException(f"{error}; not retrying")
+
+
+def price_above_limit(what: str, price: Decimal, limit: Decimal) -> PriceLimitError:
+    """The budget guard's refusal: nothing was charged; the task fails without retry."""
+    return PriceLimitError(
+        f"{what} costs {price}, above max_price {limit}; nothing was charged",
+        code="max_price",
+        price=price,
+        limit=limit,
+    )
+
+
+class SmsOnlineTask:
+    """What the provider's operators and sensors share; mixed in before Airflow's base class.
+
+    A subclass lists its fields' checks in :meth:`_validators` and calls :meth:`_check_at_parse`
+    at the end of ``__init__``; :meth:`_rendered` checks them again once rendered.
+    """
+
+    ui_color = "#e8f4ea"
+    smsonline_conn_id: str
+    task_id: str
+    log: Any
+
+    def _validators(self) -> Validators:
+        return {}
+
+    def _check_at_parse(self) -> None:
+        """Check every field that is known before rendering (a ``ValueError`` names it)."""
+        check_fields(self._validators(), rendered=False)
+
+    def _rendered(self) -> dict[str, Any]:
+        """The rendered fields, checked; a bad one fails the task without retry."""
+        try:
+            return check_fields(self._validators(), rendered=True)
+        except ValueError as error:
+            raise AirflowFailException(f"{self.task_id}: {error} (after rendering)") from None
+
+    def hook(self) -> SmsOnlineHook:
+        """A hook on ``smsonline_conn_id``."""
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        return SmsOnlineHook(smsonline_conn_id=self.smsonline_conn_id)
+
+    def _api(
+        self, call: Callable[[], T], passthrough: type[Exception] | tuple[type[Exception], ...] = ()
+    ) -> T:
+        """Run ``call``, raising provider errors as the task should see them."""
+        try:
+            return call()
+        except passthrough:
+            raise
+        except (SmsOnlineError, ValueError) as error:
+            mapped = fail_or_retry(error, self.smsonline_conn_id)
+            if mapped is error:
+                raise
+        raise mapped from None
+
+    @staticmethod
+    def _push(context: Context, result: Mapping[str, Any], keys: Iterable[str]) -> None:
+        """Push ``result[key]`` under each XCom key (``return_value`` is Airflow's)."""
+        ti = context["ti"]
+        for key in keys:
+            ti.xcom_push(key=key, value=result[key])
+
+
+class SmsOnlineBaseOperator(SmsOnlineTask, BaseOperator):
+    """The base of the provider's operators.
+
+    :param smsonline_conn_id: the connection holding the API key.
+    """
+
+    def __init__(self, *, smsonline_conn_id: str = "smsonline_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smsonline_conn_id = smsonline_conn_id
+
+
+class ChargingOperator(SmsOnlineBaseOperator, Generic[Bought]):
+    """An operator that pays: at most one charge per task instance (through the charge ledger),
+    a budget guard before paying, XCom after, and what it bought released if the task fails.
+
+    A subclass says what is its own: :meth:`_check_price` (the look-up behind ``max_price``),
+    :meth:`_charge_once` (the call, through its ledger), :meth:`_release` (how a purchase is
+    undone) and, optionally, :meth:`_check_paid` (a check after paying).
+
+    :param cancel_on_failure: release (refund) what was bought if the task fails after buying it.
+    """
+
+    #: The XCom keys pushed besides ``return_value``.
+    xcom_keys: tuple[str, ...] = ()
+    #: What is bought, as a log line says it ("rental", "activation").
+    bought: str = ""
+
+    def __init__(self, *, cancel_on_failure: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cancel_on_failure = cancel_on_failure
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        args = self._rendered()
+        limit = args.get("max_price")
+        with self.hook() as hook:
+            if limit is not None:
+                self._api(lambda: self._check_price(hook, args, limit))
+            ledger = self._ledger(context)
+            # OutcomeUnknownError stays retryable here: the ledger keeps the pending marker, so
+            # the next try reconciles before it could charge again.
+            item, charged = self._api(
+                lambda: self._charge_once(ledger, hook, args), passthrough=OutcomeUnknownError
+            )
+            result = self._result(item)
+            try:
+                self._push(context, result, self.xcom_keys)
+            except Exception as error:
+                self._release_after_failure(hook, ledger, item, charged, error)
+                raise
+            self._log_bought(item, result)
+            if limit is not None:
+                self._check_paid(context, hook, item, limit)
+        return result
+
+    @staticmethod
+    def _ledger(context: Context) -> ChargeLedger:
+        from airflow_provider_smsonline.ledger import ChargeLedger
+
+        return ChargeLedger.for_context(context)
+
+    # ------------------------------------------------------------------ what a subclass fills in
+
+    def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
+        """Raise :func:`price_above_limit` when the look-up says the price is above ``limit``."""
+
+    def _charge_once(
+        self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
+    ) -> tuple[Bought, bool]:
+        """Pay at most once per task instance: what was bought, and whether this try paid."""
+        raise NotImplementedError
+
+    def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Bought) -> str | None:
+        """Undo a purchase for a refund; what happened (``None``: it is kept)."""
+        return None
+
+    def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Bought, limit: Decimal) -> None:
+        """After paying with ``max_price`` set: a check of what it cost (default: none)."""
+
+    def _result(self, item: Bought) -> dict[str, Any]:
+        return item.to_xcom()  # type: ignore[attr-defined,no-any-return]
+
+    def _log_bought(self, item: Bought, result: dict[str, Any]) -> None:
+        self.log.info("%s %s: number %s", self.bought.capitalize(), result["id"], result["number"])
+
+    # ------------------------------------------------------------------ failure after paying
+
+    def _release_after_failure(
+        self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Bought, charged: bool, error: Exception
+    ) -> None:
+        """Paid for, but the task fails: release it for a refund, or say that it is kept."""
+        item_id = self._result(item)["id"]
+        if not (charged and self.cancel_on_failure):
+            self.log.error(
+                "Task failed after paying for %s %s; it is kept (a retry reuses it).", self.bought, item_id
+            )
+            return
+        try:
+            outcome = self._release(hook, ledger, item)
+        except SmsOnlineError as release_error:
+            problem = (
+                f"{self.bought} {item_id} is paid for, but the task failed ({type(error).__name__}) and "
+                f"releasing it failed too: {release_error}"
+            )
+            raise AirflowFailException(problem) from None
+        if outcome is None:
+            self.log.error(
+                "Task failed after paying for %s %s; it is kept (a retry reuses it).", self.bought, item_id
+            )
+        else:
+            self.log.warning("Task failed after buying %s %s: %s", self.bought, item_id, outcome)
