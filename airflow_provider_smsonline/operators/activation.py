@@ -16,13 +16,13 @@ from airflow_provider_smsonline.operators.base import (
     Validators,
     price_above_limit,
 )
-from airflow_provider_smsonline.protocol import Activation, price_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.ledger import ChargeLedger
+    from airflow_provider_smsonline.protocol import Activation
 
 __all__ = ["XCOM_KEYS", "ActivateNumberOperator", "CancelActivationOperator", "CompleteActivationOperator"]
 
@@ -30,7 +30,7 @@ __all__ = ["XCOM_KEYS", "ActivateNumberOperator", "CancelActivationOperator", "C
 XCOM_KEYS = ("id", "number")
 
 
-class ActivateNumberOperator(ChargingOperator[Activation]):
+class ActivateNumberOperator(ChargingOperator):
     """Buy an activation: a number for one service's verification code (getNumber).
 
     Pushes ``id`` (int) and ``number`` (str) under their own XCom keys and returns them as a dict
@@ -103,6 +103,9 @@ class ActivateNumberOperator(ChargingOperator[Activation]):
         return outcome
 
     def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
+        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
+        from airflow_provider_smsonline.protocol import price_of
+
         listed = price_of(hook.get_prices(args["service"], args["country"]), args["service"], args["country"])
         if listed is not None and listed.cost > limit:
             what = f"an activation of {args['service']!r} in country {args['country']}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-#: What a charging call buys: a rental or an activation (anything with ``id`` and ``to_xcom()``).
-Bought = TypeVar("Bought")
 #: ``{field: (validator, value)}``: how each templated field is checked.
 Validators = dict[str, tuple[Callable[[Any], Any], Any]]
 
@@ -148,13 +146,15 @@ class SmsOnlineBaseOperator(SmsOnlineTask, BaseOperator):
         self.smsonline_conn_id = smsonline_conn_id
 
 
-class ChargingOperator(SmsOnlineBaseOperator, Generic[Bought]):
+class ChargingOperator(SmsOnlineBaseOperator):
     """An operator that pays: at most one charge per task instance (through the charge ledger),
     a budget guard before paying, XCom after, and what it bought released if the task fails.
 
-    A subclass says what is its own: :meth:`_check_price` (the look-up behind ``max_price``),
-    :meth:`_charge_once` (the call, through its ledger), :meth:`_release` (how a purchase is
-    undone) and, optionally, :meth:`_check_paid` (a check after paying).
+    What is bought is a :class:`~airflow_provider_smsonline.protocol.Rental` or an
+    :class:`~airflow_provider_smsonline.protocol.Activation`. A subclass says what is its own:
+    :meth:`_check_price` (the look-up behind ``max_price``), :meth:`_charge_once` (the call,
+    through its ledger), :meth:`_release` (how a purchase is undone) and, optionally,
+    :meth:`_check_paid` (a check after paying).
 
     :param cancel_on_failure: release (refund) what was bought if the task fails after buying it.
     """
@@ -204,27 +204,28 @@ class ChargingOperator(SmsOnlineBaseOperator, Generic[Bought]):
 
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
-    ) -> tuple[Bought, bool]:
+    ) -> tuple[Any, bool]:
         """Pay at most once per task instance: what was bought, and whether this try paid."""
         raise NotImplementedError
 
-    def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Bought) -> str | None:
+    def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Any) -> str | None:
         """Undo a purchase for a refund; what happened (``None``: it is kept)."""
         return None
 
-    def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Bought, limit: Decimal) -> None:
+    def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Any, limit: Decimal) -> None:
         """After paying with ``max_price`` set: a check of what it cost (default: none)."""
 
-    def _result(self, item: Bought) -> dict[str, Any]:
-        return item.to_xcom()  # type: ignore[attr-defined,no-any-return]
+    def _result(self, item: Any) -> dict[str, Any]:
+        """What is pushed: the purchase's ``to_xcom()`` (a rental's or an activation's)."""
+        return dict(item.to_xcom())
 
-    def _log_bought(self, item: Bought, result: dict[str, Any]) -> None:
+    def _log_bought(self, item: Any, result: dict[str, Any]) -> None:
         self.log.info("%s %s: number %s", self.bought.capitalize(), result["id"], result["number"])
 
     # ------------------------------------------------------------------ failure after paying
 
     def _release_after_failure(
-        self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Bought, charged: bool, error: Exception
+        self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Any, charged: bool, error: Exception
     ) -> None:
         """Paid for, but the task fails: release it for a refund, or say that it is kept."""
         item_id = self._result(item)["id"]

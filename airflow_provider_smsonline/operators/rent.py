@@ -18,13 +18,13 @@ from airflow_provider_smsonline.operators.base import (
     fail_or_retry,
     price_above_limit,
 )
-from airflow_provider_smsonline.protocol import Rental
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.ledger import ChargeLedger
+    from airflow_provider_smsonline.protocol import Rental
 
 __all__ = [
     "XCOM_KEYS",
@@ -38,7 +38,7 @@ __all__ = [
 XCOM_KEYS = ("id", "number", "end_date")
 
 
-class _RentingOperator(ChargingOperator[Rental]):
+class _RentingOperator(ChargingOperator):
     """A charging operator that pays for a rental (getRentNumber or continueRentNumber)."""
 
     xcom_keys = XCOM_KEYS

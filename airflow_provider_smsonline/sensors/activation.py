@@ -113,7 +113,7 @@ class ActivationCodeSensor(SmsOnlineSensor):
         """One getStatus: push the XComs and finish on a code, else keep waiting."""
         from airflow.sdk.bases.sensor import PokeReturnValue
 
-        # protocol loads when a task runs, not at DAG parse (measured: see docs/benchmarks.md)
+        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
         from airflow_provider_smsonline.protocol import STATUS_CANCEL, code_of
 
         args = self._rendered()

@@ -13,7 +13,6 @@ from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.operators.base import Validators, fail_or_retry
-from airflow_provider_smsonline.protocol import PAGE_SIZE, SmsWalk, fingerprint
 from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
@@ -164,6 +163,9 @@ class RentSmsSensor(SmsOnlineSensor):
         :raises AirflowFailException: the rental has ended, or a failure only a person can fix.
         :raises SmsOnlineError: a retryable failure (the task's retries apply).
         """
+        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
+        from airflow_provider_smsonline.protocol import PAGE_SIZE, fingerprint
+
         try:
             with self.hook() as hook:
                 messages = hook.get_rent_status(args["rent_id"], page=0, size=PAGE_SIZE)
@@ -175,6 +177,8 @@ class RentSmsSensor(SmsOnlineSensor):
         return [fingerprint(sms) for sms in messages]
 
     def _check(self, args: dict[str, Any]) -> SmsMatch | None:
+        from airflow_provider_smsonline.protocol import SmsWalk  # at run time, as above
+
         walk = SmsWalk(validation.validate_pattern(args["pattern"]), since=args["since"], seen=self._seen)
         with self.hook() as hook:
             page: int | None = walk.first_page
