@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline import protocol, validation
 from airflow_provider_smsonline.exceptions import SmsOnlineError
 from tests.test_protocol_properties import PROPERTY, any_json, plausible_json, plausible_scalars, statuses
 
@@ -104,7 +104,7 @@ def test_any_json_gives_a_result_or_an_smsonline_error(status: int, value: Any, 
 
 @PROPERTY
 @given(
-    activation_id=st.integers(min_value=0, max_value=protocol.MAX_RENTAL_ID),
+    activation_id=st.integers(min_value=0, max_value=validation.MAX_RENTAL_ID),
     number=st.text("0123456789", min_size=1, max_size=15),
 )
 def test_an_encoded_number_parses_back(activation_id: int, number: str) -> None:
@@ -150,8 +150,8 @@ def test_encoded_prices_parse_back(prices: list[protocol.ActivationPrice]) -> No
 )
 def test_max_price_is_a_positive_decimal_or_a_value_error_naming_it(value: object) -> None:
     try:
-        limit = protocol.validate_max_price(value)
+        limit = validation.validate_max_price(value)
     except ValueError as error:
         assert str(error).startswith("max_price must be")
         return
-    assert limit is None or (isinstance(limit, Decimal) and 0 < limit <= protocol.MAX_PRICE_LIMIT)
+    assert limit is None or (isinstance(limit, Decimal) and 0 < limit <= validation.MAX_PRICE_LIMIT)

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline import protocol, validation
 from airflow_provider_smsonline.exceptions import (
     AccountError,
     CancelNotAllowedError,
@@ -388,7 +388,7 @@ def test_get_rent_prices_gives_cost_and_stock_per_service(api: Api) -> None:
 
 def test_price_grows_with_hours() -> None:
     for service in ("tg", "wa", "go", "ot"):
-        prices = [price_of(service, 0, hours) for hours in protocol.RENT_TIMES]
+        prices = [price_of(service, 0, hours) for hours in validation.RENT_TIMES]
         assert prices == sorted(set(prices))
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_smsonline import policy, protocol
+from airflow_provider_smsonline import policy, protocol, validation
 from airflow_provider_smsonline.exceptions import (
     EarlyCancelDeniedError,
     PriceLimitError,
@@ -267,7 +267,7 @@ class SmsOnlineHook(BaseHook):
         :raises OutcomeUnknownError: the request left but no usable answer came back.
         """
         params = protocol.get_number_params(service, country, operator, max_price, v2=v2)
-        limit = protocol.validate_max_price(max_price)
+        limit = validation.validate_max_price(max_price)
 
         def parse(status: int, body: bytes) -> protocol.Activation:
             try:

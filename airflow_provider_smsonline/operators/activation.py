@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline import validation
 from airflow_provider_smsonline.operators.base import (
-    ChargingOperator,
-    SmsOnlineBaseOperator,
-    Validators,
+    NewNumberOperator,
+    OneCallOperator,
     price_above_limit,
 )
 
@@ -30,7 +28,7 @@ __all__ = ["XCOM_KEYS", "ActivateNumberOperator", "CancelActivationOperator", "C
 XCOM_KEYS = ("id", "number")
 
 
-class ActivateNumberOperator(ChargingOperator):
+class ActivateNumberOperator(NewNumberOperator):
     """Buy an activation: a number for one service's verification code (getNumber).
 
     Pushes ``id`` (int) and ``number`` (str) under their own XCom keys and returns them as a dict
@@ -54,29 +52,9 @@ class ActivateNumberOperator(ChargingOperator):
 
     template_fields: Sequence[str] = ("service", "country", "operator", "max_price")
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        country: int | str,
-        operator: str | None = None,
-        max_price: float | str | Decimal | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.service = service
-        self.country = country
-        self.operator = operator
-        self.max_price = max_price
         self._check_at_parse()
-
-    def _validators(self) -> Validators:
-        return {
-            "service": (validation.validate_service, self.service),
-            "country": (validation.validate_country, self.country),
-            "operator": (validation.validate_operator, self.operator),
-            "max_price": (validation.validate_max_price, self.max_price),
-        }
 
     xcom_keys = XCOM_KEYS
     bought = "activation"
@@ -113,7 +91,7 @@ class ActivateNumberOperator(ChargingOperator):
         # Not listed: the server's maxPrice check still applies.
 
 
-class CompleteActivationOperator(SmsOnlineBaseOperator):
+class CompleteActivationOperator(OneCallOperator):
     """Confirm the code and complete an activation (setStatus 6). Completing twice is not an error.
 
     :param activation_id: the activation's id, e.g. ``activate.output["id"]`` (templated).
@@ -121,20 +99,17 @@ class CompleteActivationOperator(SmsOnlineBaseOperator):
     """
 
     template_fields: Sequence[str] = ("activation_id",)
+    id_field = "activation_id"
 
     def __init__(self, *, activation_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation_id = activation_id
         self._check_at_parse()
 
-    def _validators(self) -> Validators:
-        return {"activation_id": (validation.validate_activation_id, self.activation_id)}
-
     def execute(self, context: Context) -> None:
-        activation_id = self._rendered()["activation_id"]
-        with self.hook() as hook:
-            self._api(lambda: hook.complete_activation(activation_id))
-        self.log.info("Activation %s completed", activation_id)
+        self._call(
+            lambda hook, activation_id: hook.complete_activation(activation_id), "Activation %s completed"
+        )
 
 
 class CancelActivationOperator(CompleteActivationOperator):

@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import (
     AccountError,
@@ -27,7 +30,10 @@ if TYPE_CHECKING:
     from airflow_provider_smsonline.ledger import ChargeLedger
 
 __all__ = [
+    "FIELD_CHECKS",
     "ChargingOperator",
+    "NewNumberOperator",
+    "OneCallOperator",
     "SmsOnlineBaseOperator",
     "SmsOnlineTask",
     "Validators",
@@ -40,6 +46,32 @@ __all__ = [
 T = TypeVar("T")
 #: ``{field: (validator, value)}``: how each templated field is checked.
 Validators = dict[str, tuple[Callable[[Any], Any], Any]]
+
+
+def _pattern_text(value: object) -> str | None:
+    validation.validate_pattern(value)
+    return value or None  # type: ignore[return-value]
+
+
+def _since(value: object) -> datetime | None:
+    return validation.validate_moment("since", value)
+
+
+#: How each templated field of the provider's operators and sensors is checked, by its name.
+FIELD_CHECKS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {
+        "service": validation.validate_service,
+        "country": validation.validate_country,
+        "operator": validation.validate_operator,
+        "rent_time": validation.validate_rent_time,
+        "webhook_url": validation.validate_webhook_url,
+        "max_price": validation.validate_max_price,
+        "rent_id": validation.validate_rent_id,
+        "activation_id": validation.validate_activation_id,
+        "pattern": _pattern_text,
+        "since": _since,
+    }
+)
 
 
 def is_templated(value: object) -> bool:
@@ -84,17 +116,24 @@ def price_above_limit(what: str, price: Decimal, limit: Decimal) -> PriceLimitEr
 class SmsOnlineTask:
     """What the provider's operators and sensors share; mixed in before Airflow's base class.
 
-    A subclass lists its fields' checks in :meth:`_validators` and calls :meth:`_check_at_parse`
-    at the end of ``__init__``; :meth:`_rendered` checks them again once rendered.
+    Every templated field is checked as :data:`FIELD_CHECKS` (or the class's own
+    :attr:`field_checks`) says, by :meth:`_check_at_parse` at the end of ``__init__`` and again
+    by :meth:`_rendered` once rendered.
     """
 
     ui_color = "#e8f4ea"
+    #: Checks of this class's own that replace :data:`FIELD_CHECKS` entries of the same name.
+    field_checks: Mapping[str, Callable[[Any], Any]] = MappingProxyType({})
+    template_fields: Any
     smsonline_conn_id: str
     task_id: str
     log: Any
 
     def _validators(self) -> Validators:
-        return {}
+        return {
+            name: (self.field_checks.get(name) or FIELD_CHECKS[name], getattr(self, name))
+            for name in self.template_fields
+        }
 
     def _check_at_parse(self) -> None:
         """Check every field that is known before rendering (a ``ValueError`` names it)."""
@@ -146,6 +185,21 @@ class SmsOnlineBaseOperator(SmsOnlineTask, BaseOperator):
         self.smsonline_conn_id = smsonline_conn_id
 
 
+class OneCallOperator(SmsOnlineBaseOperator):
+    """An operator that makes one call on one rental or activation, named by :attr:`id_field`;
+    :meth:`execute` says which call (:meth:`_call`)."""
+
+    #: The templated field holding the id.
+    id_field: str = ""
+
+    def _call(self, call: Callable[[SmsOnlineHook, int], object], done: str) -> None:
+        """Make ``call`` with the rendered id and log ``done`` (a format with the id's ``%s``)."""
+        item_id = self._rendered()[self.id_field]
+        with self.hook() as hook:
+            self._api(lambda: call(hook, item_id))
+        self.log.info(done, item_id)
+
+
 class ChargingOperator(SmsOnlineBaseOperator):
     """An operator that pays: at most one charge per task instance (through the charge ledger),
     a budget guard before paying, XCom after, and what it bought released if the task fails.
@@ -156,6 +210,7 @@ class ChargingOperator(SmsOnlineBaseOperator):
     through its ledger), :meth:`_release` (how a purchase is undone) and, optionally,
     :meth:`_check_paid` (a check after paying).
 
+    :param max_price: the most it may cost; ``None``: no limit (templated).
     :param cancel_on_failure: release (refund) what was bought if the task fails after buying it.
     """
 
@@ -164,8 +219,15 @@ class ChargingOperator(SmsOnlineBaseOperator):
     #: What is bought, as a log line says it ("rental", "activation").
     bought: str = ""
 
-    def __init__(self, *, cancel_on_failure: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_price: float | str | Decimal | None = None,
+        cancel_on_failure: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.max_price = max_price
         self.cancel_on_failure = cancel_on_failure
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -248,3 +310,21 @@ class ChargingOperator(SmsOnlineBaseOperator):
             )
         else:
             self.log.warning("Task failed after buying %s %s: %s", self.bought, item_id, outcome)
+
+
+class NewNumberOperator(ChargingOperator):
+    """A charging operator that buys a new number: for ``service`` in ``country``, optionally
+    from one ``operator`` (a rental or an activation).
+
+    :param service: service code, e.g. ``"tg"`` (templated).
+    :param country: country id, e.g. ``0`` (templated).
+    :param operator: mobile operator code, ``None`` for any (templated).
+    """
+
+    def __init__(
+        self, *, service: str, country: int | str, operator: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.service = service
+        self.country = country
+        self.operator = operator

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline import validation
@@ -13,8 +14,8 @@ from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import CancelNotAllowedError, SmsOnlineError
 from airflow_provider_smsonline.operators.base import (
     ChargingOperator,
-    SmsOnlineBaseOperator,
-    Validators,
+    NewNumberOperator,
+    OneCallOperator,
     fail_or_retry,
     price_above_limit,
 )
@@ -48,7 +49,7 @@ class _RentingOperator(ChargingOperator):
         self.log.info("Rental %s: number %s until %s", item.id, item.number, result["end_date"])
 
 
-class RentNumberOperator(_RentingOperator):
+class RentNumberOperator(_RentingOperator, NewNumberOperator):
     """Rent an SMS.online number for days or months (getRentNumber).
 
     Pushes ``id`` (int), ``number`` (str) and ``end_date`` (ISO 8601 str) under their own XCom
@@ -85,34 +86,12 @@ class RentNumberOperator(_RentingOperator):
     )
 
     def __init__(
-        self,
-        *,
-        service: str,
-        country: int | str,
-        operator: str | None = None,
-        rent_time: int | str | None = None,
-        webhook_url: str | None = None,
-        max_price: float | str | Decimal | None = None,
-        **kwargs: Any,
+        self, *, rent_time: int | str | None = None, webhook_url: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.service = service
-        self.country = country
-        self.operator = operator
         self.rent_time = rent_time
         self.webhook_url = webhook_url
-        self.max_price = max_price
         self._check_at_parse()
-
-    def _validators(self) -> Validators:
-        return {
-            "service": (validation.validate_service, self.service),
-            "country": (validation.validate_country, self.country),
-            "operator": (validation.validate_operator, self.operator),
-            "rent_time": (validation.validate_rent_time, self.rent_time),
-            "webhook_url": (validation.validate_webhook_url, self.webhook_url),
-            "max_price": (validation.validate_max_price, self.max_price),
-        }
 
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
@@ -181,27 +160,16 @@ class ContinueRentOperator(_RentingOperator):
 
     template_fields: Sequence[str] = ("rent_id", "rent_time", "max_price")
 
-    def __init__(
-        self,
-        *,
-        rent_id: int | str,
-        rent_time: int | str,
-        max_price: float | str | Decimal | None = None,
-        **kwargs: Any,
-    ) -> None:
+    field_checks = MappingProxyType(
+        {"rent_time": lambda value: validation.validate_rent_time(value, optional=False)}
+    )
+
+    def __init__(self, *, rent_id: int | str, rent_time: int | str, **kwargs: Any) -> None:
         kwargs.setdefault("cancel_on_failure", False)  # cancelling would end the whole rental
         super().__init__(**kwargs)
         self.rent_id = rent_id
         self.rent_time = rent_time
-        self.max_price = max_price
         self._check_at_parse()
-
-    def _validators(self) -> Validators:
-        return {
-            "rent_id": (validation.validate_rent_id, self.rent_id),
-            "rent_time": (lambda v: validation.validate_rent_time(v, optional=False), self.rent_time),
-            "max_price": (validation.validate_max_price, self.max_price),
-        }
 
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
@@ -223,7 +191,7 @@ class ContinueRentOperator(_RentingOperator):
             raise price_above_limit(what, price, limit)
 
 
-class FinishRentOperator(SmsOnlineBaseOperator):
+class FinishRentOperator(OneCallOperator):
     """Finish a rental (setRentStatus 1): the number is released. Finishing twice is not an error.
 
     :param rent_id: the rental's id (templated).
@@ -231,20 +199,15 @@ class FinishRentOperator(SmsOnlineBaseOperator):
     """
 
     template_fields: Sequence[str] = ("rent_id",)
+    id_field = "rent_id"
 
     def __init__(self, *, rent_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rent_id = rent_id
         self._check_at_parse()
 
-    def _validators(self) -> Validators:
-        return {"rent_id": (validation.validate_rent_id, self.rent_id)}
-
     def execute(self, context: Context) -> None:
-        rent_id = self._rendered()["rent_id"]
-        with self.hook() as hook:
-            self._api(lambda: hook.finish_rent(rent_id))
-        self.log.info("Rental %s finished", rent_id)
+        self._call(lambda hook, rent_id: hook.finish_rent(rent_id), "Rental %s finished")
 
 
 class CancelRentOperator(FinishRentOperator):

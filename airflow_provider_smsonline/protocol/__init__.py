@@ -6,9 +6,9 @@ Each layer holds the rent family first, then activations (getNumber, getStatus, 
 getPrices, getActiveActivations):
 
 * :mod:`.actions`: the endpoint, the action names, and ``*_params`` that build an action's query
-  parameters (the request policy adds the API key); ``validate_*`` (defined in
-  :mod:`~airflow_provider_smsonline.validation`, re-exported here) check arguments and raise
-  ``ValueError`` naming the field and what is allowed.
+  parameters (the request policy adds the API key), checking them with
+  :mod:`~airflow_provider_smsonline.validation` (a ``ValueError`` names the field and what is
+  allowed).
 * :mod:`.results`: the typed results (:class:`Rental`, :class:`Sms`, :class:`Activation`, …).
 * :mod:`.answers`: how any answer is read: its two body styles and the table of error codes.
 * :mod:`.parsing`: ``parse_*`` turn an HTTP status and body into a typed result or a typed
@@ -125,21 +125,6 @@ from airflow_provider_smsonline.protocol.results import (
     price_of,
 )
 from airflow_provider_smsonline.protocol.webhook import parse_webhook
-from airflow_provider_smsonline.validation import (
-    MAX_PRICE_LIMIT,
-    MAX_RENTAL_ID,
-    RENT_TIMES,
-    as_int,
-    non_negative_int,
-    validate_activation_id,
-    validate_country,
-    validate_max_price,
-    validate_operator,
-    validate_rent_id,
-    validate_rent_time,
-    validate_service,
-    validate_webhook_url,
-)
 
 __all__ = [
     "ACTIVATION_CANCEL",
@@ -164,13 +149,10 @@ __all__ = [
     "GET_STATUS",
     "GET_STATUS_V2",
     "MAX_PAGES",
-    "MAX_PRICE_LIMIT",
-    "MAX_RENTAL_ID",
     "NO_ACTIVE_CODES",
     "PAGE_SIZE",
     "RENT_STATUS_CANCEL",
     "RENT_STATUS_FINISH",
-    "RENT_TIMES",
     "SET_RENT_STATUS",
     "SET_STATUS",
     "SET_STATUS_ANSWERS",
@@ -189,7 +171,6 @@ __all__ = [
     "SmsMatch",
     "SmsWalk",
     "WebhookSms",
-    "as_int",
     "code_of",
     "continue_rent_number_params",
     "encode_active_activations",
@@ -223,7 +204,6 @@ __all__ = [
     "get_rent_prices_params",
     "get_rent_status_params",
     "get_status_params",
-    "non_negative_int",
     "older_page_needed",
     "parse_active_activations",
     "parse_balance",
@@ -243,12 +223,4 @@ __all__ = [
     "rental_id_in",
     "set_rent_status_params",
     "set_status_params",
-    "validate_activation_id",
-    "validate_country",
-    "validate_max_price",
-    "validate_operator",
-    "validate_rent_id",
-    "validate_rent_time",
-    "validate_service",
-    "validate_webhook_url",
 ]

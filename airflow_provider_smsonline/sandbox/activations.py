@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline import protocol
+from airflow_provider_smsonline import protocol, validation
 from airflow_provider_smsonline.protocol import ActivationPrice, ActivationStatus
 from airflow_provider_smsonline.sandbox.catalogue import DEFAULT_RENT_TIME, SERVICES, price_of
 from airflow_provider_smsonline.sandbox.inputs import SandboxError
@@ -157,7 +157,7 @@ class ActivationActions:
         operator = self._actions._operator(country, params.get("operator"))
         price = activation_price(service, country.id)
         try:
-            limit = protocol.validate_max_price(params.get("maxPrice"), "maxPrice")
+            limit = validation.validate_max_price(params.get("maxPrice"), "maxPrice")
         except ValueError:
             raise self._refuse("ERROR_SQL") from None
         if limit is not None and price > limit:
@@ -187,7 +187,7 @@ class ActivationActions:
 
     def _record(self, books: Books, params: Mapping[str, str], now: datetime) -> ActivationRecord:
         try:
-            record = activations_of(books).get(protocol.validate_activation_id(params.get("id")))
+            record = activations_of(books).get(validation.validate_activation_id(params.get("id")))
         except ValueError:
             record = None
         if record is None:
@@ -281,7 +281,7 @@ def deliver_code(
     Raises :class:`SandboxError` (400 bad field, 404 unknown activation, 409 not waiting).
     """
     try:
-        wanted = protocol.validate_activation_id(activation_id)
+        wanted = validation.validate_activation_id(activation_id)
     except ValueError as exc:
         raise SandboxError(str(exc), field="activation_id") from None
     if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE or ":" in code or "\n" in code:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_smsonline.exceptions import SmsOnlineError
-from airflow_provider_smsonline.operators.base import Validators
 from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
@@ -22,11 +21,6 @@ __all__ = ["XCOM_KEYS", "ActivationCodeSensor"]
 
 #: The XCom keys the sensor pushes besides ``return_value`` (``{"code": ..., "text": ...}``).
 XCOM_KEYS = ("code", "text")
-
-
-def _pattern(value: object) -> Any:
-    validation.validate_pattern(value)
-    return value or None
 
 
 class ActivationCodeSensor(SmsOnlineSensor):
@@ -73,12 +67,6 @@ class ActivationCodeSensor(SmsOnlineSensor):
         self.cancel_on_timeout = cancel_on_timeout
         self.sms_text = sms_text
         self._check_at_parse()
-
-    def _validators(self) -> Validators:
-        return {
-            "activation_id": (validation.validate_activation_id, self.activation_id),
-            "pattern": (_pattern, self.pattern),
-        }
 
     def execute(self, context: Context) -> Any:
         args = self._rendered()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
-from airflow_provider_smsonline.operators.base import Validators, fail_or_retry
+from airflow_provider_smsonline.operators.base import fail_or_retry
 from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
@@ -25,11 +25,6 @@ __all__ = ["XCOM_KEYS", "RentSmsSensor"]
 
 #: The XCom keys the sensor pushes besides ``return_value`` (``{"sms": ..., "code": ...}``).
 XCOM_KEYS = ("sms", "code", "text")
-
-
-def _validate_pattern(value: object) -> Any:
-    validation.validate_pattern(value)
-    return value or None
 
 
 def _validate_since(value: object) -> datetime | None:
@@ -86,13 +81,6 @@ class RentSmsSensor(SmsOnlineSensor):
         self._args: dict[str, Any] | None = None
         self._seen: list[str] | None = None
         self._check_at_parse()
-
-    def _validators(self) -> Validators:
-        return {
-            "rent_id": (validation.validate_rent_id, self.rent_id),
-            "pattern": (_validate_pattern, self.pattern),
-            "since": (_validate_since, self.since),
-        }
 
     # ------------------------------------------------------------------ arguments
 

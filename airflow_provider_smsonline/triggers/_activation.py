@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.protocol import STATUS_CANCEL, code_of
 from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger
-from airflow_provider_smsonline.validation import validate_activation_id, validate_pattern
+from airflow_provider_smsonline.validation import validate_activation_id
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -61,19 +61,12 @@ class ActivationCodeTrigger(PollingTrigger):
         timeout_at: str | datetime | None = None,
         sms_text: bool = False,
     ) -> None:
-        super().__init__(
-            smsonline_conn_id=smsonline_conn_id,
-            poll_interval=poll_interval,
-            jitter=jitter,
-            timeout_at=timeout_at,
-        )
+        super().__init__(smsonline_conn_id, pattern, poll_interval, jitter, timeout_at)
         self.activation_id = validate_activation_id(activation_id)
-        self._regex = validate_pattern(pattern)
-        self.pattern = pattern or None
         self.sms_text = bool(sms_text)
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "sms_text": self.sms_text}
+        return {"sms_text": self.sms_text}
 
     async def check(self, client: AsyncSmsOnlineClient) -> dict[str, Any] | None:
         """One getStatus (getStatusV2 with ``sms_text``)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.protocol import SmsWalk
 from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger, now
-from airflow_provider_smsonline.validation import validate_moment, validate_pattern, validate_rent_id
+from airflow_provider_smsonline.validation import validate_moment, validate_rent_id
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -73,15 +73,8 @@ class RentSmsTrigger(PollingTrigger):
         timeout_at: str | datetime | None = None,
         seen: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(
-            smsonline_conn_id=smsonline_conn_id,
-            poll_interval=poll_interval,
-            jitter=jitter,
-            timeout_at=timeout_at,
-        )
+        super().__init__(smsonline_conn_id, pattern, poll_interval, jitter, timeout_at)
         self.rent_id = validate_rent_id(rent_id)
-        self._regex = validate_pattern(pattern)
-        self.pattern = pattern or None
         since_at = validate_moment("since", since)
         end_at = validate_moment("end_date", end_date)
         self.since = since_at.isoformat() if since_at else None
@@ -93,7 +86,7 @@ class RentSmsTrigger(PollingTrigger):
         self._last_check_ended = False
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "since": self.since, "end_date": self.end_date, "seen": self.seen}
+        return {"since": self.since, "end_date": self.end_date, "seen": self.seen}
 
     def _describe(self) -> str:
         return (

@@ -23,7 +23,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_smsonline._compat import AirflowNotFoundException
 from airflow_provider_smsonline.exceptions import SmsOnlineError
-from airflow_provider_smsonline.validation import validate_moment, validate_poll_interval
+from airflow_provider_smsonline.validation import validate_moment, validate_pattern, validate_poll_interval
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -113,14 +113,16 @@ class PollingTrigger(Polling, BaseTrigger):
 
     def __init__(
         self,
-        *,
         smsonline_conn_id: str,
+        pattern: str | None,
         poll_interval: float,
         jitter: float,
         timeout_at: str | datetime | None,
     ) -> None:
         super().__init__()
         self.smsonline_conn_id = smsonline_conn_id
+        self._regex = validate_pattern(pattern)
+        self.pattern = pattern or None
         self.poll_interval = validate_poll_interval(poll_interval)
         self.jitter = validate_jitter(jitter)
         self._timeout_at = validate_moment("timeout_at", timeout_at)
@@ -138,6 +140,7 @@ class PollingTrigger(Polling, BaseTrigger):
             {
                 self.id_field: self.subject_id,
                 "smsonline_conn_id": self.smsonline_conn_id,
+                "pattern": self.pattern,
                 **self._kwargs(),
                 "poll_interval": self.poll_interval,
                 "jitter": self.jitter,
