@@ -39,6 +39,15 @@ MAX_PARAM_LENGTH = 1024
 # ----------------------------------------------------------------------------- connection fields
 
 
+# The numeric extras: name -> (default, minimum, maximum, whole numbers only).
+_NUMBERS: dict[str, tuple[float, float, float, bool]] = {
+    "timeout": (DEFAULT_TIMEOUT, 0.1, MAX_TIMEOUT, False),
+    "max_response_bytes": (DEFAULT_MAX_RESPONSE_BYTES, 1024, MAX_MAX_RESPONSE_BYTES, True),
+    "read_retries": (DEFAULT_READ_RETRIES, 0, MAX_READ_RETRIES, True),
+    "retry_backoff": (DEFAULT_RETRY_BACKOFF, 0, MAX_RETRY_BACKOFF, False),
+}
+
+
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
     # Airflow 2 style forms prefixed extras with the connection type; accept both.
     if name in extras:
@@ -239,9 +248,11 @@ class ClientConfig:
                 "(labelled 'API key' in the UI)"
             )
         extras = connection_extras(conn)
-        timeout = _number(
-            "timeout", _extra(extras, "timeout"), DEFAULT_TIMEOUT, minimum=0.1, maximum=MAX_TIMEOUT
-        )
+        numbers = {
+            name: _number(name, _extra(extras, name), default, minimum=low, maximum=high, integer=integer)
+            for name, (default, low, high, integer) in _NUMBERS.items()
+        }
+        timeout = numbers.pop("timeout")
         verify_ssl = _bool("verify_ssl", _extra(extras, "verify_ssl"), True)
         ca_bundle = _ca_bundle(_extra(extras, "ca_bundle"))
         if ca_bundle and not verify_ssl:
@@ -258,29 +269,7 @@ class ClientConfig:
             ca_bundle=ca_bundle,
             proxy=_proxy(_extra(extras, "proxy")),
             server_timezone=_zone(_extra(extras, "server_timezone")),
-            max_response_bytes=_number(
-                "max_response_bytes",
-                _extra(extras, "max_response_bytes"),
-                DEFAULT_MAX_RESPONSE_BYTES,
-                minimum=1024,
-                maximum=MAX_MAX_RESPONSE_BYTES,
-                integer=True,
-            ),
-            read_retries=_number(
-                "read_retries",
-                _extra(extras, "read_retries"),
-                DEFAULT_READ_RETRIES,
-                minimum=0,
-                maximum=MAX_READ_RETRIES,
-                integer=True,
-            ),
-            retry_backoff=_number(
-                "retry_backoff",
-                _extra(extras, "retry_backoff"),
-                DEFAULT_RETRY_BACKOFF,
-                minimum=0,
-                maximum=MAX_RETRY_BACKOFF,
-            ),
+            **numbers,
         )
 
     # ------------------------------------------------------------------ the key

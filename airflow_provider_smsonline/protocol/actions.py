@@ -60,21 +60,29 @@ def get_rent_number_params(
     webhook_url: str | None = None,
 ) -> dict[str, str]:
     """Parameters of getRentNumber, validated; omitted optionals are left out."""
+    hours = validate_rent_time(rent_time)
+    return _new_number(
+        GET_RENT_NUMBER,
+        service,
+        country,
+        operator,
+        rent_time=None if hours is None else str(hours),
+        url=validate_webhook_url(webhook_url),
+    )
+
+
+def _new_number(
+    action: str, service: str, country: int, operator: str | None, **more: str | None
+) -> dict[str, str]:
+    """The parameters of an action that buys a number (validated; ``None`` values left out)."""
     params = {
-        "action": GET_RENT_NUMBER,
+        "action": action,
         "service": validate_service(service),
         "country": str(validate_country(country)),
+        "operator": validate_operator(operator),
+        **more,
     }
-    operator = validate_operator(operator)
-    if operator is not None:
-        params["operator"] = operator
-    hours = validate_rent_time(rent_time)
-    if hours is not None:
-        params["rent_time"] = str(hours)
-    url = validate_webhook_url(webhook_url)
-    if url is not None:
-        params["url"] = url
-    return params
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def get_rent_status_params(rent_id: int, page: int = 0, size: int = 10) -> dict[str, str]:
@@ -158,18 +166,14 @@ def get_number_params(
     v2: bool = False,
 ) -> dict[str, str]:
     """Parameters of getNumber (or getNumberV2); ``maxPrice`` is sent only with a limit."""
-    params = {
-        "action": GET_NUMBER_V2 if v2 else GET_NUMBER,
-        "service": validate_service(service),
-        "country": str(validate_country(country)),
-    }
-    operator = validate_operator(operator)
-    if operator is not None:
-        params["operator"] = operator
     limit = validate_max_price(max_price)
-    if limit is not None:
-        params["maxPrice"] = format(limit, "f")
-    return params
+    return _new_number(
+        GET_NUMBER_V2 if v2 else GET_NUMBER,
+        service,
+        country,
+        operator,
+        maxPrice=None if limit is None else format(limit, "f"),
+    )
 
 
 def get_status_params(activation_id: int, *, v2: bool = False) -> dict[str, str]:

@@ -16,6 +16,7 @@ from airflow_provider_smsonline.exceptions import (
     RentalStateError,
     SmsOnlineError,
 )
+from airflow_provider_smsonline.protocol import results
 from airflow_provider_smsonline.protocol.actions import (
     RENT_STATUS_CANCEL,
     RENT_STATUS_FINISH,
@@ -33,10 +34,6 @@ from airflow_provider_smsonline.protocol.answers import (
 from airflow_provider_smsonline.protocol.results import (
     STATUS_OK,
     STATUS_WAIT_CODE,
-    Activation,
-    ActivationPrice,
-    ActivationStatus,
-    ActiveActivation,
     Rental,
     RentListEntry,
     RentPrice,
@@ -246,15 +243,15 @@ def _price_error(status: int, text: str, limit: object = None) -> SmsOnlineError
     )
 
 
-def parse_number(status: int, body: bytes | str) -> Activation:
-    """Parse getNumber (``ACCESS_NUMBER:<id>:<phone>``) or getNumberV2 (JSON) into an :class:`Activation`."""
+def parse_number(status: int, body: bytes | str) -> results.Activation:
+    """Parse getNumber (``ACCESS_NUMBER:<id>:<phone>``) or getNumberV2 (JSON) into an :class:`.Activation`."""
     payload = read_body(status, body)
     if isinstance(payload, str):
         head, _, rest = payload.partition(":")
         head = head.strip()
         if head == "ACCESS_NUMBER":
             raw_id, _, phone = rest.partition(":")
-            return Activation(
+            return results.Activation(
                 id=checked_id(status, raw_id, "activation"), number=_activation_number(status, phone)
             )
         if head == "WRONG_MAX_PRICE":
@@ -265,7 +262,7 @@ def parse_number(status: int, body: bytes | str) -> Activation:
         extra = {
             k: v for k, v in payload.items() if k not in ("activationId", "phoneNumber", "activationCost")
         }
-        return Activation(
+        return results.Activation(
             id=checked_id(status, payload["activationId"], "activation"),
             number=_activation_number(status, payload.get("phoneNumber")),
             cost=None if cost is None else amount(status, cost, "a cost"),
@@ -274,22 +271,22 @@ def parse_number(status: int, body: bytes | str) -> Activation:
     raise bad_response(status, "no ACCESS_NUMBER in the answer")
 
 
-def parse_status(status: int, body: bytes | str) -> ActivationStatus:
-    """Parse getStatus (plain text) or getStatusV2 (JSON) into an :class:`ActivationStatus`."""
+def parse_status(status: int, body: bytes | str) -> results.ActivationStatus:
+    """Parse getStatus (plain text) or getStatusV2 (JSON) into an :class:`.ActivationStatus`."""
     payload = read_body(status, body)
     if isinstance(payload, str):
         head, sep, argument = payload.partition(":")
         head = head.strip()
         if head.startswith("STATUS_"):
-            return ActivationStatus(status=head, code=argument.strip() or None if sep else None)
+            return results.ActivationStatus(status=head, code=argument.strip() or None if sep else None)
         raise error_for_code(payload, http_status=status)
     if isinstance(payload, dict):
         sms = payload.get("sms")
         if isinstance(sms, dict) and sms.get("code") not in (None, ""):
             text = sms.get("text")
-            return ActivationStatus(STATUS_OK, str(sms["code"]), None if text is None else str(text))
+            return results.ActivationStatus(STATUS_OK, str(sms["code"]), None if text is None else str(text))
         if "sms" in payload or "verificationType" in payload or "call" in payload:
-            return ActivationStatus(STATUS_WAIT_CODE)
+            return results.ActivationStatus(STATUS_WAIT_CODE)
     raise bad_response(status, "no STATUS_* in the answer")
 
 
@@ -304,7 +301,7 @@ def parse_set_status(status: int, body: bytes | str, wanted: int) -> str:
     raise bad_response(status, f"no {SET_STATUS_ANSWERS.get(wanted, 'ACCESS_*')} in the answer")
 
 
-def parse_prices(status: int, body: bytes | str) -> list[ActivationPrice]:
+def parse_prices(status: int, body: bytes | str) -> list[results.ActivationPrice]:
     """Parse getPrices (``{"<country>": {"<service>": {"cost", "count"}}}``) into prices."""
     payload = read_body(status, body)
     if isinstance(payload, str):
@@ -329,14 +326,16 @@ def parse_prices(status: int, body: bytes | str) -> list[ActivationPrice]:
                 if not cost.is_finite():
                     raise ValueError("cost")
                 prices.append(
-                    ActivationPrice(as_int(country), str(service), cost, as_int(entry.get("count", 0)))
+                    results.ActivationPrice(
+                        as_int(country), str(service), cost, as_int(entry.get("count", 0))
+                    )
                 )
     except (ValueError, InvalidOperation):
         raise bad_response(status, "an unreadable price list") from None
     return prices
 
 
-def parse_active_activations(status: int, body: bytes | str) -> list[ActiveActivation]:
+def parse_active_activations(status: int, body: bytes | str) -> list[results.ActiveActivation]:
     """Parse getActiveActivations; none is ``[]``."""
     try:
         payload = read_body(status, body)
@@ -359,7 +358,7 @@ def parse_active_activations(status: int, body: bytes | str) -> list[ActiveActiv
         cost = row.get("activationCost")
         try:
             result.append(
-                ActiveActivation(
+                results.ActiveActivation(
                     id=checked_id(status, row.get("activationId"), "activation"),
                     number=str(row.get("phoneNumber") or ""),
                     service=str(row.get("serviceCode") or ""),
