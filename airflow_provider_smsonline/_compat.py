@@ -57,6 +57,7 @@ async def aget_connection(conn_id: str) -> dict[str, Any]:
     :raises AirflowNotFoundException: no source has the connection.
     :raises ValueError: the connection's extra is not a JSON object (nothing else is read).
     """
+    # loaded on a lookup, not at DAG parse (asgiref, the Task SDK's log, the policy)
     from asgiref.sync import sync_to_async
 
     # Thread-sensitive (asgiref's default): lookups take turns on one thread, so this provider never
@@ -67,6 +68,7 @@ async def aget_connection(conn_id: str) -> dict[str, Any]:
 
 def _connection_fields(conn_id: str) -> dict[str, Any]:
     """The blocking half of :func:`aget_connection`: never call it on an event loop."""
+    # loaded on a lookup, not at DAG parse (asgiref, the Task SDK's log, the policy)
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
 
@@ -76,6 +78,7 @@ def _connection_fields(conn_id: str) -> dict[str, Any]:
         # Airflow 3.1 outside a task or triggerer: once the environment and the secrets backend
         # have missed, the SDK imports the supervisor channel, which such a process lacks.
         raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined") from None
+    # loaded on a lookup, not at DAG parse (asgiref, the Task SDK's log, the policy)
     from airflow_provider_smsonline.policy import connection_extras
 
     extras = connection_extras(conn)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from contextlib import closing
@@ -151,7 +152,6 @@ class LocalAirflow:
 
         Read straight from the SQLite metadata DB: no Airflow import, no extra process.
         """
-        import sqlite3
 
         with closing(sqlite3.connect(self.home / "airflow.db")) as db:
             run = db.execute(

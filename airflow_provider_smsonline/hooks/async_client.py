@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from airflow_provider_smsonline import policy, protocol
+from airflow_provider_smsonline._compat import aget_connection
 from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.policy import AnswerTooLarge, BodyCap, ClientConfig, Failure, Request
 
@@ -84,7 +85,7 @@ def _new_http_client(config: ClientConfig) -> _Pool:
     http_proxy = config.effective_proxy()
     connector: aiohttp.BaseConnector
     if http_proxy and http_proxy.startswith("socks"):
-        try:
+        try:  # the optional socks extra
             from aiohttp_socks import ProxyConnector
         except ImportError:
             raise ValueError(
@@ -123,8 +124,6 @@ class _FetchedConnection:
 
 async def _fetch_connection(conn_id: str) -> _FetchedConnection:
     """Look the connection up without blocking the event loop (nor deadlocking the triggerer)."""
-    from airflow_provider_smsonline._compat import aget_connection
-
     fields = await aget_connection(conn_id)
     return _FetchedConnection(
         conn_id=conn_id,
@@ -137,7 +136,7 @@ async def _fetch_connection(conn_id: str) -> _FetchedConnection:
 
 async def _register_secrets(config: ClientConfig) -> None:
     """Mask every form of the key in logs, with the async masker when there is one."""
-    try:
+    try:  # a name Airflow 3.2 added: looked up where it is used
         from airflow.sdk.log import amask_secret
     except ImportError:  # Airflow 3.1
         await _register_secrets_without_amask(config)
@@ -156,6 +155,7 @@ async def _register_secrets_without_amask(config: ClientConfig) -> None:
     if type(channel).__name__ != "TriggerCommsDecoder":
         await asyncio.to_thread(config.register_secrets)
         return
+    # only on Airflow 3.1, in a triggerer
     from airflow.sdk.execution_time.comms import MaskSecret
     from airflow.sdk.log import mask_secret
 

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import http.client
 import itertools
 import socket
 import threading
 import time
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_smsonline import policy
 from airflow_provider_smsonline.policy import AnswerTooLarge, BodyCap, ClientConfig, Failure, Request
-
-if TYPE_CHECKING:
-    import requests
 
 #: How soon the watchdog looks again at a call whose socket was not yet open at its deadline.
 _RECHECK_SECONDS = 0.2
@@ -121,8 +124,6 @@ def _track(manager: Any) -> None:
 def new_session(config: ClientConfig) -> requests.Session:
     """A ``requests.Session`` for ``config``: TLS and proxy as the policy says, no retries of its
     own, and connections the watchdog can cut off."""
-    import requests
-    from requests.adapters import HTTPAdapter
 
     class _Adapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -161,8 +162,6 @@ def exchange(
     session: requests.Session, settings: dict[str, Any], config: ClientConfig, request: Request
 ) -> tuple[int, bytes]:
     """Send ``request``; its (status, body), or raise the policy's typed error (never the key)."""
-    import requests
-
     call = _Call(time.monotonic() + config.timeout)
     _CURRENT.call = call
     _WATCHDOG.watch(call)
@@ -199,9 +198,6 @@ def exchange(
 def _read(response: requests.Response, config: ClientConfig, call: _Call) -> bytes:
     """The body (decoded), refused past ``max_response_bytes``; ``read1`` returns what has arrived,
     so a body cut off by the watchdog or past the deadline ends at once."""
-    import requests
-    import urllib3
-
     cap = BodyCap(config.max_response_bytes, response.headers.get("Content-Length"))
     raw = response.raw
     # An answer that closes its connection takes the socket from the connection object
@@ -235,9 +231,6 @@ def _response_socket(raw: Any) -> socket.socket | None:
 
 def _classify(exc: Exception) -> Failure:
     """The policy's name for a requests failure."""
-    import requests
-    from urllib3.exceptions import NewConnectionError
-
     errors = requests.exceptions
     for cls, kind in (
         (errors.ConnectTimeout, Failure.CONNECT_TIMEOUT),
@@ -264,8 +257,6 @@ def _classify(exc: Exception) -> Failure:
 
 def _protocol_violation(exc: BaseException) -> bool:
     """True when http.client refused what the server sent (a bad status line, huge headers)."""
-    import http.client
-
     return any(
         isinstance(e, http.client.HTTPException) and not isinstance(e, http.client.RemoteDisconnected)
         for e in policy.exception_chain(exc)

@@ -62,6 +62,7 @@ class ActivateNumberOperator(NewNumberOperator):
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
     ) -> tuple[Activation, bool]:
+        # the ledger loads when a task runs, not at DAG parse
         from airflow_provider_smsonline.ledger.activation import buy_once
 
         return buy_once(
@@ -73,6 +74,7 @@ class ActivateNumberOperator(NewNumberOperator):
         )
 
     def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Activation) -> str | None:
+        # the ledger loads when a task runs, not at DAG parse
         from airflow_provider_smsonline.ledger.activation import forget
 
         outcome = hook.end_activation(item.id)

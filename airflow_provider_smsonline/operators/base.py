@@ -148,6 +148,7 @@ class SmsOnlineTask:
 
     def hook(self) -> SmsOnlineHook:
         """A hook on ``smsonline_conn_id``."""
+        # the hook (requests) and the ledger load when a task runs, not at DAG parse
         from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
         return SmsOnlineHook(smsonline_conn_id=self.smsonline_conn_id)
@@ -255,6 +256,7 @@ class ChargingOperator(SmsOnlineBaseOperator):
 
     @staticmethod
     def _ledger(context: Context) -> ChargeLedger:
+        # the hook (requests) and the ledger load when a task runs, not at DAG parse
         from airflow_provider_smsonline.ledger import ChargeLedger
 
         return ChargeLedger.for_context(context)

@@ -96,6 +96,7 @@ class RentNumberOperator(_RentingOperator, NewNumberOperator):
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
     ) -> tuple[Rental, bool]:
+        # the ledger loads when a task runs, not at DAG parse
         from airflow_provider_smsonline.ledger import charge_once
 
         call_args = {k: v for k, v in args.items() if k != "max_price"}
@@ -174,6 +175,7 @@ class ContinueRentOperator(_RentingOperator):
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
     ) -> tuple[Rental, bool]:
+        # the ledger loads when a task runs, not at DAG parse
         from airflow_provider_smsonline.ledger import charge_once
 
         return charge_once(

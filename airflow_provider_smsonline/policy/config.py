@@ -193,6 +193,7 @@ def _ca_bundle(value: Any) -> str | None:
 def _zone(value: Any) -> tzinfo:
     if value in (None, "", "UTC", "utc"):
         return timezone.utc
+    # loaded when a connection is read, not at DAG parse (the hook module imports policy)
     from zoneinfo import ZoneInfo
 
     try:
@@ -293,6 +294,7 @@ class ClientConfig:
     def register_secrets(self) -> None:
         """Tell Airflow's log masker about every form of the key (it catches only the raw one)."""
         try:
+            # loaded when a connection is read, not at DAG parse (the hook module imports policy)
             from airflow.sdk.log import mask_secret
         except ImportError:  # pragma: no cover - outside an Airflow runtime
             return
@@ -305,6 +307,7 @@ class ClientConfig:
         them), else none. Worked out once per pool, not per request."""
         if self.proxy:
             return self.proxy
+        # loaded when a connection is read, not at DAG parse (the hook module imports policy)
         from urllib.request import getproxies_environment, proxy_bypass
 
         proxies = getproxies_environment()
@@ -326,6 +329,7 @@ class ClientConfig:
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             if env.get(name):
                 return env[name]
+        # loaded when a connection is read, not at DAG parse (the hook module imports policy)
         import certifi
 
         return str(certifi.where())

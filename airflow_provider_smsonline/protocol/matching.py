@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_smsonline.protocol.results import ActivationStatus, Sms
+from airflow_provider_smsonline.validation import validate_pattern
 
 #: SMS asked for per getRentStatus page.
 PAGE_SIZE = 20
@@ -53,7 +54,7 @@ def find_sms_match(
     :param pattern: a regular expression searched in the text; ``None`` for any SMS.
     :returns: the match with its code (see :class:`SmsMatch`), or ``None``.
     """
-    regex = _compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+    regex = validate_pattern(pattern) if not isinstance(pattern, re.Pattern) else pattern
     floor = _floor(since)
     for sms in sorted(messages, key=lambda m: m.date, reverse=True):
         if floor is not None and sms.date < floor:
@@ -75,12 +76,6 @@ def older_page_needed(messages: Sequence[Sms], since: datetime | None, size: int
         return False
     floor = _floor(since)
     return floor is None or min(m.date for m in messages) >= floor
-
-
-def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    from airflow_provider_smsonline.validation import validate_pattern
-
-    return validate_pattern(pattern)
 
 
 def fingerprint(sms: Sms) -> str:

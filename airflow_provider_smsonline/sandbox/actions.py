@@ -134,6 +134,7 @@ class Actions:
             protocol.GET_RENT_PRICES: self._get_rent_prices,
             GET_RENT_HISTORY: self._get_rent_history,
         }
+        # the activation family imports this module: a top-level import would be a cycle
         from airflow_provider_smsonline.sandbox.activations import ActivationActions
 
         self.activations = ActivationActions(self, _Refused, documented_only=documented_only)

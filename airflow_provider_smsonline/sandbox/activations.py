@@ -235,6 +235,7 @@ class ActivationActions:
 
     def _get_prices(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
         services = [self._actions._service(params["service"])] if params.get("service") else list(SERVICES)
+        # the catalogue imports this module's neighbours: loaded on use to keep the import graph acyclic
         from airflow_provider_smsonline.sandbox.catalogue import COUNTRIES
 
         countries = (
@@ -248,6 +249,7 @@ class ActivationActions:
         return protocol.encode_prices(prices), True
 
     def _get_active(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
+        # the catalogue imports this module's neighbours: loaded on use to keep the import graph acyclic
         from airflow_provider_smsonline.sandbox.catalogue import COUNTRIES
 
         rows = []

@@ -216,6 +216,7 @@ class SandboxState:
 
         Raises :class:`SandboxError` (404 unknown activation, 409 not waiting, 400 bad field).
         """
+        # the activation family imports this module: a top-level import would be a cycle
         from airflow_provider_smsonline.sandbox.activations import deliver_code
 
         with self._lock:
@@ -277,6 +278,7 @@ class SandboxState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as the JSON-able dict ``GET /sandbox/state`` answers."""
+        # the activation family imports this module: a top-level import would be a cycle
         from airflow_provider_smsonline.sandbox.activations import activations_json
 
         with self._lock:

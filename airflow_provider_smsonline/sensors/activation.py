@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.bases.sensor import PokeReturnValue
+
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_smsonline.exceptions import SmsOnlineError
@@ -15,7 +17,6 @@ from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.sdk.bases.sensor import PokeReturnValue
 
 __all__ = ["XCOM_KEYS", "ActivationCodeSensor"]
 
@@ -86,6 +87,7 @@ class ActivationCodeSensor(SmsOnlineSensor):
         self._defer(args)
 
     def _trigger(self, args: dict[str, Any], timeout_at: str) -> Any:
+        # the trigger class loads when a task defers, not at DAG parse (triggers/_lazy.py)
         from airflow_provider_smsonline.triggers.activation import ActivationCodeTrigger
 
         return ActivationCodeTrigger(
@@ -99,8 +101,6 @@ class ActivationCodeSensor(SmsOnlineSensor):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One getStatus: push the XComs and finish on a code, else keep waiting."""
-        from airflow.sdk.bases.sensor import PokeReturnValue
-
         # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
         from airflow_provider_smsonline.protocol import STATUS_CANCEL, code_of
 

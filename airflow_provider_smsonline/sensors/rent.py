@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.bases.sensor import PokeReturnValue
+
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
@@ -17,7 +19,6 @@ from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.sdk.bases.sensor import PokeReturnValue
 
     from airflow_provider_smsonline.protocol import SmsMatch
 
@@ -117,6 +118,7 @@ class RentSmsSensor(SmsOnlineSensor):
         self._defer(args)
 
     def _trigger(self, args: dict[str, Any], timeout_at: str) -> Any:
+        # the trigger class loads when a task defers, not at DAG parse (triggers/_lazy.py)
         from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
 
         return RentSmsTrigger(
@@ -131,8 +133,6 @@ class RentSmsSensor(SmsOnlineSensor):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One check with the sync hook: push the XComs and finish on a match, else keep waiting."""
-        from airflow.sdk.bases.sensor import PokeReturnValue
-
         args = self._args_of_run(context)
         try:
             match = self._check(args)

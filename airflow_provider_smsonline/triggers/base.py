@@ -77,6 +77,7 @@ class Polling:
 
     async def _open_client(self) -> AsyncSmsOnlineClient | str:
         """A client on the connection, or why there is none (a missing or invalid connection)."""
+        # aiohttp loads in the triggerer on the first check, not at DAG parse (events.py imports this)
         from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
 
         try:

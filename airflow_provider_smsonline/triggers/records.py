@@ -87,6 +87,7 @@ class VariableRecords:
         if channel is None:
             await _in_thread("write", key, _variable_set, key, text, self.DESCRIPTION)
         else:
+            # the Task SDK's comms and Variable load when a record is used, not at DAG parse
             from airflow.sdk.execution_time.comms import PutVariable
 
             await _ask(channel, "write", key, PutVariable(key=key, value=text, description=self.DESCRIPTION))
@@ -99,6 +100,7 @@ class VariableRecords:
         if channel is None:
             await _in_thread("delete", key, _variable_delete, key)
         else:
+            # the Task SDK's comms and Variable load when a record is used, not at DAG parse
             from airflow.sdk.execution_time.comms import DeleteVariable
 
             await _ask(channel, "delete", key, DeleteVariable(key=key))
@@ -108,6 +110,7 @@ class VariableRecords:
         channel = _triggerer_channel()
         if channel is None:
             return cast("str | None", await _in_thread("read", key, _variable_get, key))
+        # the Task SDK's comms and Variable load when a record is used, not at DAG parse
         from airflow.sdk.execution_time.comms import GetVariable
 
         answer = await _ask(channel, "read", key, GetVariable(key=key))
@@ -125,6 +128,7 @@ def _triggerer_channel() -> Any:
 
 async def _ask(channel: Any, what: str, key: str, message: Any) -> Any:
     """Send ``message`` on this loop; the answer, ``None`` for a Variable that does not exist."""
+    # the Task SDK's comms and Variable load when a record is used, not at DAG parse
     from airflow.sdk.execution_time.comms import ErrorResponse
 
     try:
@@ -142,6 +146,7 @@ async def _ask(channel: Any, what: str, key: str, message: Any) -> Any:
 
 
 async def _in_thread(what: str, key: str, function: Any, *args: Any) -> Any:
+    # the Task SDK's comms and Variable load when a record is used, not at DAG parse
     from asgiref.sync import sync_to_async
 
     try:
@@ -152,6 +157,7 @@ async def _in_thread(what: str, key: str, function: Any, *args: Any) -> Any:
 
 
 def _variable_get(key: str) -> str | None:
+    # the Task SDK's comms and Variable load when a record is used, not at DAG parse
     from airflow.sdk import Variable
 
     value = Variable.get(key, default=None)
@@ -159,12 +165,14 @@ def _variable_get(key: str) -> str | None:
 
 
 def _variable_set(key: str, text: str, description: str) -> None:
+    # the Task SDK's comms and Variable load when a record is used, not at DAG parse
     from airflow.sdk import Variable
 
     Variable.set(key, text, description=description)
 
 
 def _variable_delete(key: str) -> None:
+    # the Task SDK's comms and Variable load when a record is used, not at DAG parse
     from airflow.sdk import Variable
 
     Variable.delete(key)
