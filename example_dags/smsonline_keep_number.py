@@ -68,7 +68,6 @@ with DAG(
     @task
     def release_if_not_kept(ti: Any = None) -> str:
         """Teardown: runs even when ``remember`` failed; releases a new rental it did not store."""
-        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
         from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
         rented = ti.xcom_pull(task_ids="rent_new")
@@ -78,12 +77,7 @@ with DAG(
         if kept and int(kept["id"]) == int(rented["id"]):
             return "kept"
         with SmsOnlineHook() as hook:
-            try:
-                hook.cancel_rent(rented["id"])
-                released = "cancelled"
-            except CancelNotAllowedError:
-                hook.finish_rent(rented["id"])
-                released = "finished"
+            released = hook.release_rent(rented["id"])  # cancelled for a refund, or finished
         print(f"Rental {rented['id']} was rented but not kept: {released}")
         return released
 

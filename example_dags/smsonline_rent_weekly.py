@@ -36,19 +36,13 @@ with DAG(
         """Teardown of ``rent``: runs even when a task after it failed. Keeps the number once
         ``publish`` has handed it on; otherwise cancels it for a refund (finishes it once the refund
         window has closed)."""
-        from airflow_provider_smsonline.exceptions import CancelNotAllowedError
         from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
         if ti.xcom_pull(task_ids="publish") is not None:
             print(f"Rental {rent_id} is in use: keeping it")
             return "kept"
         with SmsOnlineHook() as hook:
-            try:
-                hook.cancel_rent(rent_id)
-                released = "cancelled"
-            except CancelNotAllowedError:
-                hook.finish_rent(rent_id)
-                released = "finished"
+            released = hook.release_rent(rent_id)  # cancelled for a refund, or finished
         print(f"Rental {rent_id} was not handed on: {released}")
         return released
 

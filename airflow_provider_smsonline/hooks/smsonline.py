@@ -17,6 +17,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_smsonline import policy, protocol, validation
 from airflow_provider_smsonline.exceptions import (
+    CancelNotAllowedError,
     EarlyCancelDeniedError,
     PriceLimitError,
     SmsOnlineError,
@@ -236,6 +237,19 @@ class SmsOnlineHook(BaseHook):
             protocol.set_rent_status_params(rent_id, protocol.RENT_STATUS_CANCEL),
             lambda s, b: protocol.parse_set_rent_status(s, b, protocol.RENT_STATUS_CANCEL),
         )
+
+    def release_rent(self, rent_id: int) -> str:
+        """Give a rental back: cancel it for a refund while its refund window is open, else
+        finish it (what a teardown of a rental that was not used does).
+
+        :returns: ``"cancelled"`` or ``"finished"``.
+        """
+        try:
+            self.cancel_rent(rent_id)
+        except CancelNotAllowedError:
+            self.finish_rent(rent_id)
+            return "finished"
+        return "cancelled"
 
     def get_rent_list(self) -> list[protocol.RentListEntry]:
         """The account's active rentals (getRentList); none is ``[]``."""

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
-from airflow_provider_smsonline.exceptions import CancelNotAllowedError, SmsOnlineError
+from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.operators.base import (
     ChargingOperator,
     NewNumberOperator,
     OneCallOperator,
-    fail_or_retry,
     price_above_limit,
 )
 
@@ -228,14 +227,13 @@ class CancelRentOperator(FinishRentOperator):
         self.finish_if_too_late = finish_if_too_late
 
     def execute(self, context: Context) -> None:
+        if not self.finish_if_too_late:
+            self._call(lambda hook, rent_id: hook.cancel_rent(rent_id), "Rental %s cancelled")
+            return
         rent_id = self._rendered()["rent_id"]
         with self.hook() as hook:
-            try:
-                self._api(lambda: hook.cancel_rent(rent_id), passthrough=CancelNotAllowedError)
-            except CancelNotAllowedError as error:
-                if not self.finish_if_too_late:
-                    raise fail_or_retry(error, self.smsonline_conn_id) from None
-                self._api(lambda: hook.finish_rent(rent_id))
-                self.log.info("Rental %s could no longer be cancelled; finished instead", rent_id)
-                return
-        self.log.info("Rental %s cancelled", rent_id)
+            outcome = self._api(lambda: hook.release_rent(rent_id))
+        if outcome == "finished":
+            self.log.info("Rental %s could no longer be cancelled; finished instead", rent_id)
+        else:
+            self.log.info("Rental %s cancelled", rent_id)
