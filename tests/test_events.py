@@ -359,6 +359,20 @@ def test_server_errors_back_off_exponentially_up_to_five_minutes_and_the_watch_g
         assert expected * 0.9 <= wait <= expected * 1.1 and wait <= MAX_BACKOFF
 
 
+def test_an_outage_of_days_keeps_the_watch_backing_off_at_five_minutes(
+    sandbox: Sandbox, conn: str, records: MemoryRecords, clock: Clock
+) -> None:
+    rent_id = rent(sandbox)
+    # Over 1,100 failed checks in a row (four days at five minutes): the doubling must not overflow.
+    clock.at[1] = lambda: sandbox.inject_fault("getRentStatus", "http_500", count=1100)
+    clock.at[1102] = deliver(sandbox, rent_id, "after four days")
+
+    fired = clock.run(SmsReceivedTrigger(rent_id, poll_interval=50), waits=1104)
+
+    assert texts(fired) == ["after four days"]
+    assert max(clock.waits[1:1101]) <= MAX_BACKOFF
+
+
 def test_a_record_that_cannot_be_read_delays_the_start_instead_of_taking_a_new_baseline(
     sandbox: Sandbox, conn: str, records: MemoryRecords, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,7 +69,8 @@ class Polling:
     def _backoff(self, failures: int) -> float:
         """The pause after ``failures`` failed checks in a row: doubling, jittered, at most
         :data:`MAX_BACKOFF` seconds."""
-        return min(MAX_BACKOFF, self._jittered(min(MAX_BACKOFF, self.poll_interval * 2**failures)))
+        # The exponent is capped: a watch that fails for days would overflow a float.
+        return min(MAX_BACKOFF, self._jittered(min(MAX_BACKOFF, self.poll_interval * 2 ** min(failures, 32))))
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` before the next check."""
