@@ -58,17 +58,13 @@ from airflow_provider_smsonline.policy.exchange import (
 )
 from airflow_provider_smsonline.policy.logs import HTTP_LOGGERS, KeyInUrlFilter, guard_http_loggers
 from airflow_provider_smsonline.policy.secrets import redact, secret_forms
-from airflow_provider_smsonline.protocol.actions import CHARGING_ACTIONS, DEFAULT_ENDPOINT, ENDPOINT_PATH
 
 __all__ = [
-    "CHARGING_ACTIONS",
     "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_ENDPOINT",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_READ_RETRIES",
     "DEFAULT_RETRY_BACKOFF",
     "DEFAULT_TIMEOUT",
-    "ENDPOINT_PATH",
     "HTTP_LOGGERS",
     "MAX_MAX_RESPONSE_BYTES",
     "MAX_PARAM_LENGTH",
