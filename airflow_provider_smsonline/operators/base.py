@@ -117,8 +117,8 @@ class SmsOnlineTask:
     """What the provider's operators and sensors share; mixed in before Airflow's base class.
 
     Every templated field is checked as :data:`FIELD_CHECKS` (or the class's own
-    :attr:`field_checks`) says, by :meth:`_check_at_parse` at the end of ``__init__`` and again
-    by :meth:`_rendered` once rendered.
+    :attr:`field_checks`) says (one neither names is not checked), by :meth:`_check_at_parse`
+    at the end of ``__init__`` and again by :meth:`_rendered` once rendered.
     """
 
     ui_color = "#e8f4ea"
@@ -130,10 +130,11 @@ class SmsOnlineTask:
     log: Any
 
     def _validators(self) -> Validators:
-        return {
-            name: (self.field_checks.get(name) or FIELD_CHECKS[name], getattr(self, name))
-            for name in self.template_fields
+        # A field with no check (one a user's subclass adds) passes as it is.
+        checks = {
+            name: self.field_checks.get(name) or FIELD_CHECKS.get(name) for name in self.template_fields
         }
+        return {name: (check, getattr(self, name)) for name, check in checks.items() if check is not None}
 
     def _check_at_parse(self) -> None:
         """Check every field that is known before rendering (a ``ValueError`` names it)."""
