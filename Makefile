@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
 .PHONY: demo demo-ui docs test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big chromium clean
 
-# The venv: said step by step (pip runs quiet: some 150 packages would scroll by otherwise).
+# The venv: said step by step (pip runs quiet: some 170 packages would scroll by otherwise).
 $(STAMP): pyproject.toml
 	@start=$$(date +%s); \
 	echo "==> [1/3] Creating $(VENV) with $$($(PYTHON) --version) (a few seconds)"; \
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	echo "==> [2/3] Upgrading pip in $(VENV) (about 5 s)" && \
 	$(BIN)/pip install --quiet --upgrade pip && \
 	echo "==> [3/3] Installing apache-airflow==$(AIRFLOW_VERSION), this provider (editable) and its test and" && \
-	echo "          lint tools: about 150 packages, 1 to 3 minutes with a warm pip cache, longer without" && \
+	echo "          lint tools and Sphinx: about 170 packages, 1 to 3 minutes with a warm pip cache, longer without" && \
 	$(BIN)/pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)" && \
 	touch $(STAMP) && \
 	echo "==> $(VENV) ready in $$(( $$(date +%s) - start )) s"
@@ -29,18 +29,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## demo-ui: the sandbox and `airflow standalone` wired together (http://127.0.0.1:8080)
+## demo-ui: the sandbox and `airflow standalone` wired together (http://127.0.0.1:8080; AIRFLOW_PORT and
+## SANDBOX_PORT choose others); prints ready commands to trigger an example DAG
 demo-ui: $(STAMP)
 	$(BIN)/python scripts/demo_ui.py
 
-## docs: the documentation (Sphinx, docs/*.rst) into docs/_build/html; any warning fails the build
-DOCS_STAMP := $(VENV)/.installed-docs
-$(DOCS_STAMP): $(STAMP) pyproject.toml
-	@echo "==> Installing the docs tools (Sphinx) into $(VENV) (about 10 s)"
-	$(BIN)/pip install --quiet -e ".[docs]"
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+## docs: the documentation (Sphinx from the docs extra, docs/*.rst) into docs/_build/html; any warning fails
+## the build (`-n`: every reference must resolve)
+docs: $(STAMP)
 	$(BIN)/sphinx-build -b html -n -W --keep-going -q docs docs/_build/html
 	@echo "Documentation: docs/_build/html/index.html"
 
