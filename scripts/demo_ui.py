@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The bin directory of the environment this script runs in: standalone starts its parts as a bare
 #: ``airflow``, so this directory goes first on their PATH.
 BIN = Path(sys.executable).parent
-#: The parts `airflow standalone` starts, as `airflow <part>`, and the health endpoint's names.
+#: The parts `airflow standalone` starts besides the API server, as `airflow <part>`, and their
+#: names in the health endpoint's answer.
 PARTS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
-ALL_PARTS = ("api-server", *PARTS)
 PART_TITLE = re.compile(r"airflow\S* (api[-_]server|scheduler|dag[-_]processor|triggerer)\b")
 #: The example DAG the printed commands trigger, and the conf they give it.
 EXAMPLE_DAG = "smsonline_rent_manual"
@@ -79,6 +79,7 @@ class Standalone:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.seen: set[str] = set()
+        self.parts_started_at: float | None = None
 
     def start(self) -> None:
         with self.log.open("wb") as out:
@@ -132,6 +133,13 @@ class Standalone:
         if gone:
             part = sorted(gone)[0]
             raise DemoFailed(f"airflow {part} stopped:\n{tail(self.log, part=part)}")
+        # Standalone starts its four parts together: one missing well after the others ended early.
+        if running and self.parts_started_at is None:
+            self.parts_started_at = time.monotonic()
+        never = {"api-server", *PARTS} - self.seen
+        if never and self.parts_started_at is not None and time.monotonic() - self.parts_started_at > 20:
+            part = sorted(never)[0]
+            raise DemoFailed(f"airflow {part} did not start:\n{tail(self.log, part=part)}")
 
     def stop(self) -> None:
         """End standalone and every process of its group (the API server's workers too)."""
@@ -233,9 +241,7 @@ def main() -> int:
     sandbox_port = int(os.environ.get("SANDBOX_PORT", "8765"))
     for name, port in (("AIRFLOW_PORT", airflow_port), ("SANDBOX_PORT", sandbox_port)):
         if not port_is_free(port):
-            print(
-                f"demo-ui: port {port} on 127.0.0.1 is in use; choose another with {name}=…", file=sys.stderr
-            )
+            print(f"[demo-ui] port {port} on 127.0.0.1 is in use: set {name} to a free one", file=sys.stderr)
             return 1
 
     home = Path(args.home).resolve()

@@ -68,10 +68,10 @@ def fresh_copy(tmp: Path) -> Path:
     return source
 
 
-def start(source: Path, timeout: float = 420) -> DemoUi:
+def start(source: Path, timeout: float = 420, airflow_port: int | None = None) -> DemoUi:
     import airflow
 
-    airflow_port, sandbox_port = free_port(), free_port()
+    airflow_port, sandbox_port = airflow_port or free_port(), free_port()
     while sandbox_port == airflow_port:
         sandbox_port = free_port()
     # A user's shell: the venv's bin directory is not on PATH (standalone's parts need it).
@@ -215,3 +215,20 @@ def test_a_demo_that_cannot_start_in_time_says_what_it_waited_for(tmp_path: Path
         assert "Last lines of airflow standalone:" in failure
     finally:
         stop(demo)
+
+
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = start(fresh_copy(tmp_path), airflow_port=port)
+        try:
+            demo.process.wait(timeout=120)
+        finally:
+            stop(demo)
+    assert demo.process.returncode != 0
+    assert f"[demo-ui] port {port} on 127.0.0.1 is in use: set AIRFLOW_PORT to a free one" in demo.output()
+    assert "airflow standalone" not in demo.output()
