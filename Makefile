@@ -8,13 +8,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: demo demo-ui test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big chromium clean
+.PHONY: demo demo-ui docs test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big chromium clean
 
+# The venv: said step by step (pip runs quiet: some 170 packages would scroll by otherwise).
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
-	touch $(STAMP)
+	@start=$$(date +%s); \
+	echo "==> [1/3] Creating $(VENV) with $$($(PYTHON) --version) (a few seconds)"; \
+	$(PYTHON) -m venv $(VENV) && \
+	echo "==> [2/3] Upgrading pip in $(VENV) (about 5 s)" && \
+	$(BIN)/pip install --quiet --upgrade pip && \
+	echo "==> [3/3] Installing apache-airflow==$(AIRFLOW_VERSION), this provider (editable) and its test and" && \
+	echo "          lint tools and Sphinx: about 170 packages, 1 to 3 minutes with a warm pip cache, longer without" && \
+	$(BIN)/pip install --quiet -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)" && \
+	touch $(STAMP) && \
+	echo "==> $(VENV) ready in $$(( $$(date +%s) - start )) s"
 
 venv: $(STAMP)
 
@@ -22,12 +29,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## demo-ui: the sandbox and `airflow standalone` wired together (http://127.0.0.1:8080)
+## demo-ui: the sandbox and `airflow standalone` wired together (http://127.0.0.1:8080; AIRFLOW_PORT and
+## SANDBOX_PORT choose others); prints ready commands to trigger an example DAG
 demo-ui: $(STAMP)
-	scripts/demo_ui.sh
+	$(BIN)/python scripts/demo_ui.py
+
+## docs: the documentation (Sphinx from the docs extra, docs/*.rst) into docs/_build/html; any warning fails
+## the build (`-n`: every reference must resolve)
+docs: $(STAMP)
+	$(BIN)/sphinx-build -b html -n -W --keep-going -q docs docs/_build/html
+	@echo "Documentation: docs/_build/html/index.html"
 
 ## test: lint, type-check and run every test (unit, sandbox, real Airflow, browser, fault run)
-test: $(STAMP) chromium
+test: $(STAMP) chromium docs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -67,7 +81,7 @@ faults: $(STAMP)
 faults-big: $(STAMP)
 	$(BIN)/python scripts/fault_run.py --tasks 1000 --fault-rate 0.3 --kills 10 --seed 11 --parallelism 4
 
-## bench: the benchmarks of docs/benchmarks.md (~5 min; fetches providers-http for the comparisons into a
+## bench: the benchmarks of docs/benchmarks.rst (~5 min; fetches providers-http for the comparisons into a
 ## directory outside the venv); exits 1 when a target is missed
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
@@ -86,4 +100,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .venv-oldest .matrix .airflow_home test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .matrix .airflow_home test-artifacts docs/_build .pytest_cache .mypy_cache .ruff_cache

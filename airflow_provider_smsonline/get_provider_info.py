@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Where the provider's documentation lives: the README of its source repository. The same URL
-#: is the package's ``Documentation`` Project-URL, which Airflow 3.3 reads for the providers page.
-DOCUMENTATION_URL = (
-    "https://github.com/airflow-provider-smsonline/airflow-provider-smsonline/blob/main/README.md"
-)
+#: Where the provider's documentation lives: the Sphinx docs built from ``docs/`` (``make docs``),
+#: published on Read the Docs. The same URL is the package's ``Documentation`` Project-URL, which
+#: Airflow 3.3 reads for the providers page.
+DOCUMENTATION_URL = "https://airflow-provider-smsonline.readthedocs.io/en/stable/"
 
-#: README sections that teach a task, as absolute URLs (a provider outside Airflow's own docs
-#: tree has no ``/docs/...`` path to give).
-HOW_TO_GUIDES = (
-    f"{DOCUMENTATION_URL}#operators",
-    f"{DOCUMENTATION_URL}#waiting-for-an-sms",
-    f"{DOCUMENTATION_URL}#taskflow-the-hook-in-a-task",
-    f"{DOCUMENTATION_URL}#connections-from-a-secrets-backend",
-    f"{DOCUMENTATION_URL}#one-charging-task-at-a-time-a-pool",
+#: The how-to guides (``docs/howto/``), one per example DAG, as absolute URLs (a provider outside
+#: Airflow's own docs tree has no ``/docs/...`` path to give).
+HOW_TO_GUIDES = tuple(
+    f"{DOCUMENTATION_URL}howto/{page}.html"
+    for page in (
+        "smsonline_rent_manual",
+        "smsonline_verification_code",
+        "smsonline_keep_number",
+        "smsonline_one_time_code",
+        "smsonline_inbox",
+        "smsonline_taskflow",
+    )
 )
 
 
@@ -81,51 +84,68 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "smsonline",
                 "hook-class-name": "airflow_provider_smsonline.hooks.smsonline.SmsOnlineHook",
                 "hook-name": "SMS.online",
+                # Every text here is also in docs/connection.rst, word for word (tests/test_docs.py).
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema"],
                     "relabeling": {"password": "API key", "host": "Endpoint"},
                     "placeholders": {
-                        "host": "https://api.sms.online/stubs/handler_api.php (empty for this default)",
-                        "port": "empty for the endpoint's own port",
+                        "host": "empty for https://api.sms.online/stubs/handler_api.php",
+                        # Airflow 3.3.2's Test button sends port 0 for a connection without one
+                        # and is refused (apache/airflow PR 73298 fixed it after 3.3.2).
+                        "port": "443 (store a port: the Test button of Airflow 3.3.2 needs one)",
                         "password": "the API key from your SMS.online profile settings",
                     },
                 },
                 "conn-fields": {
                     "timeout": {
                         "label": "Timeout (seconds)",
-                        "description": "Seconds to wait for each answer (connecting takes at most 10).",
-                        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1},
+                        "description": "Seconds a whole call may take, 0.1 to 3600: connecting (at most 10 "
+                        "of them), sending, the status line, the headers and the body.",
+                        "schema": {
+                            "type": ["number", "null"],
+                            "default": 30,
+                            "minimum": 0.1,
+                            "maximum": 3600,
+                        },
                     },
                     "verify_ssl": {
                         "label": "Verify TLS certificates",
-                        "description": "Turn off only for a test server: the key travels in every request.",
+                        "description": "Turn off only for a test server: the key travels in every request, "
+                        "and every hook logs a warning while it is off.",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
                     "ca_bundle": {
                         "label": "CA bundle path",
-                        "description": "A file of trusted CA certificates, for a TLS-inspecting proxy.",
+                        "description": "A CA file to verify with instead of certifi's (e.g. behind a "
+                        "TLS-inspecting proxy); it must exist, and contradicts turning verification off.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "proxy": {
                         "label": "Proxy URL",
-                        "description": "http(s):// or socks5:// proxy for every request.",
+                        "description": "An http://, https:// or socks5:// proxy URL for every request.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "server_timezone": {
                         "label": "Server time zone",
-                        "description": "IANA zone in which the API writes dates without an offset.",
+                        "description": "IANA zone the API's dates without an offset are read in (results "
+                        "are always time-zone aware).",
                         "schema": {"type": ["string", "null"], "default": "UTC"},
                     },
                     "read_retries": {
                         "label": "Retries of reads",
-                        "description": "Retries of non-charging calls on server or network errors. "
-                        "Charging calls are never retried.",
-                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
+                        "description": "0 to 10 retries of non-charging calls on server or network errors; "
+                        "charging calls are never retried.",
+                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0, "maximum": 10},
                     },
                     "max_response_bytes": {
                         "label": "Largest answer (bytes)",
-                        "description": "Answers above this size are refused.",
-                        "schema": {"type": ["integer", "null"], "default": 1048576, "minimum": 1024},
+                        "description": "1024 to 67108864; larger answers are refused.",
+                        "schema": {
+                            "type": ["integer", "null"],
+                            "default": 1048576,
+                            "minimum": 1024,
+                            "maximum": 67108864,
+                        },
                     },
                 },
             }

@@ -16,6 +16,7 @@ SMS.online the senders you gave the number to send the SMS; in the sandbox, deli
 ``POST /sandbox/rentals/<id>/sms``.
 """
 
+# [START howto_smsonline_inbox]
 from __future__ import annotations
 
 from datetime import datetime
@@ -85,3 +86,4 @@ with DAG(
         return handled
 
     handle_sms()
+# [END howto_smsonline_inbox]

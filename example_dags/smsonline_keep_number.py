@@ -13,6 +13,7 @@ be its setup: ``remember`` follows either branch, and Airflow wants a setup's ot
 tasks to run on ``all_success``.)
 """
 
+# [START howto_smsonline_keep_number]
 from __future__ import annotations
 
 from datetime import datetime
@@ -83,3 +84,4 @@ with DAG(
 
     kept_now = remember()
     choose() >> [renew, rent_new] >> kept_now >> release_if_not_kept().as_teardown()
+# [END howto_smsonline_keep_number]

@@ -14,6 +14,7 @@ refund, waiting out the first ~2 minutes in which SMS.online refuses a cancel; w
 it completes it (a no-op after ``complete``).
 """
 
+# [START howto_smsonline_one_time_code]
 from __future__ import annotations
 
 from datetime import timedelta
@@ -57,3 +58,4 @@ with DAG(
         >> complete
         >> release.as_teardown(setups=activate)
     )
+# [END howto_smsonline_one_time_code]

@@ -6,6 +6,7 @@ If handing the number on fails, the teardown ``release_if_unused`` cancels the r
 refund (or finishes it once the refund window has closed): nothing paid for is left unused.
 """
 
+# [START howto_smsonline_rent_manual]
 from __future__ import annotations
 
 from typing import Any
@@ -58,3 +59,4 @@ with DAG(
 
     used = use_number(rent.output["id"], rent.output["number"], rent.output["end_date"])
     used >> release_if_unused(rent.output["id"]).as_teardown(setups=rent)
+# [END howto_smsonline_rent_manual]

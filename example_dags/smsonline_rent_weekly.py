@@ -5,6 +5,7 @@ If publishing the number fails (after its retries), the teardown ``release_if_un
 the rental for a refund (or finishes it once the refund window has closed).
 """
 
+# [START howto_smsonline_rent_weekly]
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -47,3 +48,4 @@ with DAG(
         return released
 
     publish(rent.output) >> release_if_unused(rent.output["id"]).as_teardown(setups=rent)
+# [END howto_smsonline_rent_weekly]

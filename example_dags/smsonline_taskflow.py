@@ -11,6 +11,7 @@ runs with ``retries=0``. ``RentNumberOperator`` records each charge and reconcil
 answer, so it can retry safely: prefer it for renting, and use the hook for everything else.
 """
 
+# [START howto_smsonline_taskflow]
 from __future__ import annotations
 
 from typing import Any
@@ -56,3 +57,4 @@ def smsonline_taskflow() -> None:
 
 
 smsonline_taskflow()
+# [END howto_smsonline_taskflow]

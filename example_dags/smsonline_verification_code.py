@@ -8,6 +8,7 @@ The sensor defers: while it waits, no worker slot is held. In the sandbox, deliv
 (the code never came, using it failed), so no number is left rented.
 """
 
+# [START howto_smsonline_verification_code]
 from __future__ import annotations
 
 from datetime import timedelta
@@ -42,3 +43,4 @@ with DAG(
     finish = FinishRentOperator(task_id="finish", rent_id=rent.output["id"])
 
     use_code(wait.output["code"], rent.output["number"]) >> finish.as_teardown(setups=rent)
+# [END howto_smsonline_verification_code]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,9 +29,19 @@ def main() -> int:
         # SMS.online's dates carry no zone; the connection names the server's (the sandbox writes
         # UTC+3, as SMS.online's peers do), so that end_date reads right.
         airflow.use_sandbox(sandbox, server_timezone="Etc/GMT-3")
-        print(f"Airflow home: {airflow.home} (creating the metadata DB if needed)")
+        # The demo asks the sandbox itself through the same connection, with documented actions:
+        # the balance (getBalance) before and after, and the rental's price as getRentList lists it.
+        os.environ.update({k: v for k, v in airflow.extra_env.items() if k.startswith("AIRFLOW_CONN_")})
+        from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+        with SmsOnlineHook() as hook:
+            balance_before = hook.get_balance()
+        print(f"Airflow home: {airflow.home} (creating the metadata DB if needed, about 10 s)")
         airflow.migrate()
-        print("Running DAG smsonline_rent_manual with `airflow dags test` ...")
+        print(
+            f"Running DAG smsonline_rent_manual with `airflow dags test` (about 20 s): renting a number "
+            f"for service {args.service!r} in country {args.country} for {args.rent_time} hours ..."
+        )
         conf = {"service": args.service, "country": args.country, "rent_time": args.rent_time}
         run = airflow.dags_test("smsonline_rent_manual", conf=conf)
         if run.state != "success":
@@ -38,17 +49,20 @@ def main() -> int:
             print(f"\nThe DAG run ended {run.state!r} (exit code {run.returncode}).", file=sys.stderr)
             return 1
         rent = run.task("rent")
-        state = sandbox.state()
+        with SmsOnlineHook() as hook:
+            balance_after = hook.get_balance()
+            listed = {entry.id: entry for entry in hook.get_rent_list()}
+        entry = listed.get(int(rent.xcoms["id"]))
+        price = "not listed" if entry is None or entry.price is None else f"{entry.price}"
         print()
         print(f"DAG run {run.run_id}: {run.state}")
+        print(f"Asked for: service {args.service!r}, country {args.country}, {args.rent_time} hours")
         print("Read back from Airflow's XCom (task 'rent'):")
         print(f"  id        {rent.xcoms['id']}")
         print(f"  number    +{rent.xcoms['number']}")
-        print(f"  end_date  {rent.xcoms['end_date']}")
-        print(
-            f"Sandbox: {len(state['rentals'])} rental(s), {len(state['charges'])} charge(s), "
-            f"balance now {state['balance']}"
-        )
+        print(f"  end_date  {rent.xcoms['end_date']}  ({args.rent_time} hours from the rental)")
+        print(f"Cost: {price} (the rental's price in getRentList)")
+        print(f"Balance: {balance_before} before, {balance_after} after (getBalance)")
     print("Sandbox stopped.")
     return 0
 

@@ -1,6 +1,7 @@
 # What the published package promises: the licence, the metadata a package index shows, a README
-# whose links work on that index, an sdist that carries its tests, and the provider info Airflow
-# reads. The slow tests build the sdist and the wheel for real, from a copy of the source tree.
+# whose links work on that index, documentation that matches the code, an sdist that carries its
+# tests, and the provider info Airflow reads. The slow tests build the sdist and the wheel for
+# real, from a copy of the source tree.
 from __future__ import annotations
 
 import ast
@@ -30,6 +31,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib  # type: ignore[no-redef]
 
 from airflow_provider_smsonline.get_provider_info import get_provider_info
+from tests import rst
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -38,8 +40,9 @@ LICENSE = ROOT / "LICENSE"
 PYPROJECT = ROOT / "pyproject.toml"
 
 SOURCE_URL = "https://github.com/airflow-provider-smsonline/airflow-provider-smsonline"
+DOCS_URL = "https://airflow-provider-smsonline.readthedocs.io/en/stable/"
 PROJECT_URLS = {
-    "Documentation": f"{SOURCE_URL}/blob/main/README.md",
+    "Documentation": DOCS_URL,
     "Source": SOURCE_URL,
     "Changelog": f"{SOURCE_URL}/blob/main/CHANGELOG.md",
     "Issues": f"{SOURCE_URL}/issues",
@@ -69,6 +72,7 @@ NOT_SOURCE = shutil.ignore_patterns(
     ".hypothesis",
     ".airflow_home",
     "test-artifacts",
+    "_build",
 )
 
 
@@ -133,16 +137,21 @@ def prose_with_code_text(markdown: str) -> str:
     return "\n".join(kept)
 
 
-def reference_table(markdown: str, class_name: str) -> dict[str, list[str]]:
-    """The parameter table under ``### `class_name```: argument → [default, templated, meaning]."""
-    section = markdown.split(f"### `{class_name}`\n", 1)[1].split("\n#", 1)[0]
-    rows: dict[str, list[str]] = {}
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        name = re.fullmatch(r"`(\w+)`", cells[0]) if line.startswith("|") else None
-        if name:
-            rows[name.group(1)] = cells[1:]
-    return rows
+def reference_table(text: str, class_name: str) -> dict[str, list[str]]:
+    """The parameter table under the docs' ````class_name```` title: argument → [default,
+    templated, meaning]."""
+    rows = rst.table_rows(rst.section(text, f"``{class_name}``"))
+    return {name: cells for name, cells in rows.items() if re.fullmatch(r"\w+", name)}
+
+
+#: The docs page holding each class's parameter reference.
+REFERENCE_PAGES = {
+    "RentNumberOperator": "operators",
+    "ContinueRentOperator": "operators",
+    "FinishRentOperator": "operators",
+    "CancelRentOperator": "operators",
+    "RentSmsSensor": "sensors",
+}
 
 
 # ----------------------------------------------------------------------------- licence and metadata
@@ -227,14 +236,13 @@ def test_readme_installs_with_airflows_constraints_file() -> None:
     assert "not in it" in install  # the provider itself is not in the constraints files
 
 
-def test_readme_has_the_compatibility_table_marker() -> None:
-    compatibility = README.read_text().split("## Compatibility\n", 1)[1].split("\n## ", 1)[0]
-    table = compatibility.split("<!-- compat-table -->", 1)[1].split("<!-- /compat-table -->", 1)[0]
-    assert (
-        table.strip()
-        .splitlines()[0]
-        .startswith("| Airflow | Python | apache-airflow-providers-common-compat")
-    )
+def test_docs_have_the_compatibility_table_marker() -> None:
+    compatibility = rst.page("compatibility")
+    assert ".. /compat-table\n" in compatibility
+    table = compatibility.split(".. compat-table\n", 1)[1].split(".. /compat-table\n", 1)[0]
+    (header, *_) = rst.list_tables(table)[0]
+    assert header[:3] == ["Airflow", "Python", header[2]]
+    assert header[2].startswith("apache-airflow-providers-common-compat")
 
 
 def _reference_cases() -> list[tuple[type, dict[str, Any]]]:
@@ -269,8 +277,8 @@ def provider_arguments(cls: type) -> dict[str, inspect.Parameter]:
 
 
 @pytest.mark.parametrize("cls, required", _reference_cases(), ids=lambda v: getattr(v, "__name__", ""))
-def test_readme_parameter_reference_covers_every_argument(cls: type, required: dict[str, Any]) -> None:
-    rows = reference_table(README.read_text(), cls.__name__)
+def test_docs_parameter_reference_covers_every_argument(cls: type, required: dict[str, Any]) -> None:
+    rows = reference_table(rst.page(REFERENCE_PAGES[cls.__name__]), cls.__name__)
     arguments = provider_arguments(cls)
     assert set(arguments) <= set(rows), f"undocumented: {set(arguments) - set(rows)}"
     operator = cls(task_id="t", **required)
@@ -279,7 +287,7 @@ def test_readme_parameter_reference_covers_every_argument(cls: type, required: d
         assert templated == ("yes" if name in cls.template_fields else "no"), name  # type: ignore[attr-defined]
         if name in arguments:
             assert (default == "required") == (arguments[name].default is inspect.Parameter.empty), name
-        literal = re.fullmatch(r"`([^`]*)`", default)
+        literal = re.fullmatch(r"``([^`]*)``", default)
         if literal and default != "required":
             assert ast.literal_eval(literal.group(1)) == getattr(operator, name), name
 
@@ -299,12 +307,15 @@ def test_provider_info_integration_has_docs_how_to_guides_and_tags() -> None:
     (integration,) = info["integrations"]
     assert integration["integration-name"] == info["name"]
     assert integration["external-doc-url"].startswith("https://sms.online/")
-    slugs = heading_slugs(README.read_text())
     guides = integration["how-to-guide"]
     assert guides
     for guide in guides:
         page, _, anchor = guide.partition("#")
-        assert page == info["documentation-url"] and anchor in slugs, guide
+        assert page.startswith(info["documentation-url"]) and page.endswith(".html"), guide
+        assert anchor == "", guide  # a whole page per guide
+        source = rst.DOCS / (page[len(info["documentation-url"]) : -len(".html")] + ".rst")
+        assert source.is_file(), guide  # a page the docs build
+        assert "literalinclude:: ../../example_dags/" in source.read_text(), guide
     assert integration["tags"] == ["service"]
     for section in ("hooks", "operators", "sensors", "triggers"):
         assert [e["integration-name"] for e in info[section]] == [integration["integration-name"]]
@@ -445,7 +456,7 @@ def test_sdist_carries_the_tests_and_what_they_use(built: Built) -> None:
         needed |= {
             p.relative_to(ROOT).as_posix()
             for p in (ROOT / folder).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts
+            if p.is_file() and "__pycache__" not in p.parts and "_build" not in p.parts
         }
     assert sorted(needed - names) == []
     assert not [n for n in names if n.startswith(".ci/") or "__pycache__" in n or n.endswith(".pyc")]
