@@ -11,8 +11,6 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
-from airflow_provider_smsonline.dates import parse_datetime
-
 #: Rental periods in hours that getRentNumber and continueRentNumber accept.
 RENT_TIMES: tuple[int, ...] = (4, 8, 12, 24, 72, 168, 360, 720, 2160)
 
@@ -147,6 +145,9 @@ def validate_moment(name: str, value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     try:
+        # dates compiles its pattern on import: loaded on use, not at DAG parse (docs/benchmarks.rst)
+        from airflow_provider_smsonline.dates import parse_datetime
+
         return parse_datetime(value, timezone.utc)
     except ValueError:
         raise ValueError(

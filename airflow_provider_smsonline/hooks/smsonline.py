@@ -105,7 +105,7 @@ class SmsOnlineHook(BaseHook):
     def get_conn(self) -> requests.Session:
         """The hook's ``requests.Session`` (one per hook)."""
         if self._session is None:
-            # requests loads on the first call, not at DAG parse (docs/benchmarks.md: the parse row)
+            # requests loads on the first call, not at DAG parse (docs/benchmarks.rst: the parse row)
             from airflow_provider_smsonline.hooks import sync_transport
 
             self._session = sync_transport.new_session(self.config)
@@ -127,7 +127,7 @@ class SmsOnlineHook(BaseHook):
     # ------------------------------------------------------------------ the wire
 
     def _call(self, params: Mapping[str, str], parse: Callable[[int, bytes], T]) -> T:
-        # requests loads on the first call, not at DAG parse (docs/benchmarks.md: the parse row)
+        # requests loads on the first call, not at DAG parse (docs/benchmarks.rst: the parse row)
         from airflow_provider_smsonline.hooks import sync_transport
 
         config = self.config

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.operators.base import (
     NewNumberOperator,
-    OneCallOperator,
+    OneCall,
+    SmsOnlineBaseOperator,
     price_above_limit,
 )
 
@@ -83,7 +84,7 @@ class ActivateNumberOperator(NewNumberOperator):
         return outcome
 
     def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
-        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
+        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.rst: the parse row)
         from airflow_provider_smsonline.protocol import price_of
 
         listed = price_of(hook.get_prices(args["service"], args["country"]), args["service"], args["country"])
@@ -93,7 +94,7 @@ class ActivateNumberOperator(NewNumberOperator):
         # Not listed: the server's maxPrice check still applies.
 
 
-class CompleteActivationOperator(OneCallOperator):
+class CompleteActivationOperator(OneCall, SmsOnlineBaseOperator):
     """Confirm the code and complete an activation (setStatus 6). Completing twice is not an error.
 
     :param activation_id: the activation's id, e.g. ``activate.output["id"]`` (templated).

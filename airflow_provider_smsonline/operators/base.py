@@ -16,16 +16,11 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
-from airflow_provider_smsonline.exceptions import (
-    AccountError,
-    OutcomeUnknownError,
-    PriceLimitError,
-    SmsOnlineError,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_smsonline.exceptions import PriceLimitError
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.ledger import ChargeLedger
 
@@ -33,10 +28,9 @@ __all__ = [
     "FIELD_CHECKS",
     "ChargingOperator",
     "NewNumberOperator",
-    "OneCallOperator",
+    "OneCall",
     "SmsOnlineBaseOperator",
     "SmsOnlineTask",
-    "Validators",
     "check_fields",
     "fail_or_retry",
     "is_templated",
@@ -44,8 +38,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-#: ``{field: (validator, value)}``: how each templated field is checked.
-Validators = dict[str, tuple[Callable[[Any], Any], Any]]
+if TYPE_CHECKING:
+    #: ``{field: (validator, value)}``: how each templated field is checked.
+    Validators = dict[str, tuple[Callable[[Any], Any], Any]]
 
 
 def _pattern_text(value: object) -> str | None:
@@ -96,6 +91,9 @@ def check_fields(validators: Validators, *, rendered: bool) -> dict[str, Any]:
 def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
     """The exception a task should raise for ``error``: retryable ones as they are, the rest as
     :class:`AirflowFailException`, so that no retry is spent on what only a person can fix."""
+    # exceptions load when a task runs, not at DAG parse (docs/benchmarks.rst: the parse row)
+    from airflow_provider_smsonline.exceptions import AccountError, SmsOnlineError
+
     if isinstance(error, SmsOnlineError) and error.retryable:
         return error
     if isinstance(error, AccountError):
@@ -105,6 +103,8 @@ def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
 
 def price_above_limit(what: str, price: Decimal, limit: Decimal) -> PriceLimitError:
     """The budget guard's refusal: nothing was charged; the task fails without retry."""
+    from airflow_provider_smsonline.exceptions import PriceLimitError  # as in fail_or_retry
+
     return PriceLimitError(
         f"{what} costs {price}, above max_price {limit}; nothing was charged",
         code="max_price",
@@ -158,6 +158,8 @@ class SmsOnlineTask:
         self, call: Callable[[], T], passthrough: type[Exception] | tuple[type[Exception], ...] = ()
     ) -> T:
         """Run ``call``, raising provider errors as the task should see them."""
+        from airflow_provider_smsonline.exceptions import SmsOnlineError  # as in fail_or_retry
+
         try:
             return call()
         except passthrough:
@@ -187,9 +189,10 @@ class SmsOnlineBaseOperator(SmsOnlineTask, BaseOperator):
         self.smsonline_conn_id = smsonline_conn_id
 
 
-class OneCallOperator(SmsOnlineBaseOperator):
-    """An operator that makes one call on one rental or activation, named by :attr:`id_field`;
-    :meth:`execute` says which call (:meth:`_call`)."""
+class OneCall(SmsOnlineTask):
+    """Mixed into an operator that makes one call on one rental or activation, named by
+    :attr:`id_field`; its ``execute`` says which call (:meth:`_call`). A plain mixin: every
+    ``BaseOperator`` subclass costs class-creation time at DAG parse."""
 
     #: The templated field holding the id.
     id_field: str = ""
@@ -233,6 +236,8 @@ class ChargingOperator(SmsOnlineBaseOperator):
         self.cancel_on_failure = cancel_on_failure
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_smsonline.exceptions import OutcomeUnknownError  # as in fail_or_retry
+
         args = self._rendered()
         limit = args.get("max_price")
         with self.hook() as hook:
@@ -293,6 +298,8 @@ class ChargingOperator(SmsOnlineBaseOperator):
         self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Any, charged: bool, error: Exception
     ) -> None:
         """Paid for, but the task fails: release it for a refund, or say that it is kept."""
+        from airflow_provider_smsonline.exceptions import SmsOnlineError  # as in fail_or_retry
+
         item_id = self._result(item)["id"]
         if not (charged and self.cancel_on_failure):
             self.log.error(

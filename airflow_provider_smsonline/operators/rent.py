@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
-from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.operators.base import (
     ChargingOperator,
     NewNumberOperator,
-    OneCallOperator,
+    OneCall,
+    SmsOnlineBaseOperator,
     price_above_limit,
 )
 
@@ -38,17 +38,19 @@ __all__ = [
 XCOM_KEYS = ("id", "number", "end_date")
 
 
-class _RentingOperator(ChargingOperator):
-    """A charging operator that pays for a rental (getRentNumber or continueRentNumber)."""
+class _Renting:
+    """Mixed into a charging operator that pays for a rental (getRentNumber or
+    continueRentNumber): its XCom keys and log line."""
 
-    xcom_keys = XCOM_KEYS
-    bought = "rental"
+    xcom_keys: tuple[str, ...] = XCOM_KEYS
+    bought: str = "rental"
+    log: Any
 
     def _log_bought(self, item: Rental, result: dict[str, Any]) -> None:
         self.log.info("Rental %s: number %s until %s", item.id, item.number, result["end_date"])
 
 
-class RentNumberOperator(_RentingOperator, NewNumberOperator):
+class RentNumberOperator(_Renting, NewNumberOperator):
     """Rent an SMS.online number for days or months (getRentNumber).
 
     Pushes ``id`` (int), ``number`` (str) and ``end_date`` (ISO 8601 str) under their own XCom
@@ -120,6 +122,9 @@ class RentNumberOperator(_RentingOperator, NewNumberOperator):
 
     def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Rental, limit: Decimal) -> None:
         """The price rose between the look-up and the rental: cancel it for a refund and fail."""
+        # exceptions load when a task runs, not at DAG parse (docs/benchmarks.rst: the parse row)
+        from airflow_provider_smsonline.exceptions import SmsOnlineError
+
         rent_id = item.id
         try:
             row = next((r for r in hook.get_rent_list() if r.id == rent_id), None)
@@ -141,7 +146,7 @@ class RentNumberOperator(_RentingOperator, NewNumberOperator):
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
 
 
-class ContinueRentOperator(_RentingOperator):
+class ContinueRentOperator(_Renting, ChargingOperator):
     """Extend a rental by ``rent_time`` hours (continueRentNumber). Charges money, once per task
     instance. Pushes the same XCom keys as :class:`RentNumberOperator`, with the new end date.
 
@@ -192,7 +197,7 @@ class ContinueRentOperator(_RentingOperator):
             raise price_above_limit(what, price, limit)
 
 
-class FinishRentOperator(OneCallOperator):
+class FinishRentOperator(OneCall, SmsOnlineBaseOperator):
     """Finish a rental (setRentStatus 1): the number is released. Finishing twice is not an error.
 
     :param rent_id: the rental's id (templated).

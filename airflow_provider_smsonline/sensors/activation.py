@@ -12,7 +12,6 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
-from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
 if TYPE_CHECKING:
@@ -101,7 +100,8 @@ class ActivationCodeSensor(SmsOnlineSensor):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One getStatus: push the XComs and finish on a code, else keep waiting."""
-        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
+        # protocol and exceptions load when a task runs, not at DAG parse (docs/benchmarks.rst)
+        from airflow_provider_smsonline.exceptions import SmsOnlineError
         from airflow_provider_smsonline.protocol import STATUS_CANCEL, code_of
 
         args = self._rendered()
@@ -131,6 +131,8 @@ class ActivationCodeSensor(SmsOnlineSensor):
 
     def _end_without_code(self, activation_id: int) -> None:
         """The wait ended without a code: cancel for a refund (or complete, if one just came)."""
+        from airflow_provider_smsonline.exceptions import SmsOnlineError  # as in poke
+
         if not self.cancel_on_timeout:
             return
         try:

@@ -13,7 +13,6 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_smsonline import validation
 from airflow_provider_smsonline._compat import AirflowFailException
-from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.operators.base import fail_or_retry
 from airflow_provider_smsonline.sensors.base import SmsOnlineSensor
 
@@ -133,6 +132,9 @@ class RentSmsSensor(SmsOnlineSensor):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One check with the sync hook: push the XComs and finish on a match, else keep waiting."""
+        # exceptions load when a task runs, not at DAG parse (docs/benchmarks.rst: the parse row)
+        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
+
         args = self._args_of_run(context)
         try:
             match = self._check(args)
@@ -151,7 +153,8 @@ class RentSmsSensor(SmsOnlineSensor):
         :raises AirflowFailException: the rental has ended, or a failure only a person can fix.
         :raises SmsOnlineError: a retryable failure (the task's retries apply).
         """
-        # protocol loads when a task runs, not at DAG parse (docs/benchmarks.md: the parse row)
+        # protocol and exceptions load when a task runs, not at DAG parse (docs/benchmarks.rst)
+        from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
         from airflow_provider_smsonline.protocol import PAGE_SIZE, fingerprint
 
         try:
