@@ -139,7 +139,7 @@ def test_renewal_figures_catch_a_double_an_unaccounted_and_a_phantom_renewal(
         3: fault_run.TaskInstance(3, "failed", 2, None, errors='"exc_value":"no id"'),  # unaccounted
         4: fault_run.TaskInstance(4, "success", 1, 1004),  # never renewed: a phantom
     }
-    monkeypatch.setattr(fault_run, "read_task_instances", lambda home, task_id: ("failed", renews))
+    monkeypatch.setattr(fault_run, "read_task_instances", lambda home, task_id, query=None: ("failed", renews))
     charged = [1000, 1001, 1001, 1002, 1003]
     state = {"charges": [{"rental_id": r, "action": "continueRentNumber"} for r in charged]}
     report = fault_run.Report(5, 0.3, 7, 2)

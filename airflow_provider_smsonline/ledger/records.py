@@ -124,6 +124,10 @@ class Intent:
     :ivar until: when its call's window closes.
     :ivar looked_at: when it last looked after a lost answer and found nothing of its own.
     :ivar answered: the rental its call was answered with (noted before anything else).
+    :ivar snapshot: the rental ids its record's snapshot holds (read from its record; ``None``:
+        unknown). A rental in it existed before that call, so that call did not make it.
+    :ivar rent_time: the hours its call asked for (from its record; ``None``: unknown or default).
+    :ivar renewing: the rental its call renews (from its record), ``None`` for a new rental.
     """
 
     owner: str
@@ -131,6 +135,9 @@ class Intent:
     until: datetime | None = None
     looked_at: datetime | None = None
     answered: int | None = None
+    snapshot: frozenset[int] | None = None
+    rent_time: int | None = None
+    renewing: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,12 +162,14 @@ class Survey:
     :ivar named: rentals others named in an ambiguity, not claimed by anyone.
     :ivar rivals: others' unresolved calls (no answer noted).
     :ivar own_answer: the rental this record's own call was answered with, if that was noted.
+    :ivar claimed: every rental claimed on the account (``None``: the store cannot list them).
     """
 
     held: frozenset[int] = frozenset()
     named: Mapping[int, NamedMark] = field(default_factory=lambda: MappingProxyType({}))
     rivals: tuple[Intent, ...] = ()
     own_answer: int | None = None
+    claimed: frozenset[int] | None = None
 
 
 # ----------------------------------------------------------------------------- JSON forms

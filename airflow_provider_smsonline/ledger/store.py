@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -248,6 +248,22 @@ class ChargeLedger:
                 marks.append(key)
         return marks
 
+    def _with_record(self, intent: Intent) -> Intent:
+        """``intent`` with what its owner's record says of the call: its snapshot, hours and
+        renewal (a rental in its snapshot was not made by that call)."""
+        try:
+            record = record_from_json(self.store.get(intent.owner))
+        except ValueError:
+            return intent
+        if not isinstance(record, Pending) or record.started != intent.started:
+            return intent  # done, gone or a newer call: its claim or next intent tells the rest
+        return replace(
+            intent,
+            snapshot=frozenset(row.id for row in record.snapshot),
+            rent_time=record.rent_time,
+            renewing=record.renewing,
+        )
+
     def survey(self, account: str, rental_ids: Iterable[int]) -> Survey:
         """What others say about ``rental_ids``: held (claimed, or answered to their calls),
         named in their ambiguities, their unresolved calls, and this run's own noted answer.
@@ -272,7 +288,7 @@ class ChargeLedger:
                 if intent.answered is not None:
                     held.add(intent.answered)  # its call was answered: that rental is its own
                 else:
-                    rivals.append(intent)
+                    rivals.append(self._with_record(intent))
             listed = self.store.keys(claim_prefix(account))
         present = set(listed) if listed is not None else None
         named: dict[int, NamedMark] = {}
@@ -290,4 +306,10 @@ class ChargeLedger:
                 mark = named_from_json(self.store.get(mark_key))
                 if mark is not None and mark.owner != self.key:
                     named[rental_id] = mark
-        return Survey(held=frozenset(held & wanted), named=named, rivals=tuple(rivals), own_answer=own)
+        claimed = None
+        if present is not None:
+            start = len(claim_prefix(account))
+            claimed = frozenset(int(key[start:]) for key in present if key[start:].isdigit())
+        return Survey(
+            held=frozenset(held & wanted), named=named, rivals=tuple(rivals), own_answer=own, claimed=claimed
+        )
