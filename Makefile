@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: demo demo-ui test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big chromium clean
+.PHONY: demo demo-ui test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big faults-celery faults-pool chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,13 @@ demo: $(STAMP)
 demo-ui: $(STAMP)
 	scripts/demo_ui.sh
 
-## test: lint, type-check and run every test (unit, sandbox, real Airflow, browser, fault run)
+## test: lint, type-check and run every test (unit, sandbox, real Airflow, browser); the CI-size
+## fault run is `make faults` (SQLite, LocalExecutor) and `make faults-celery` (PostgreSQL, Celery)
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q --timeout=900 -n 2 --dist loadfile
+	$(BIN)/pytest -q --timeout=900 -n 2 --dist loadfile -m "not fault_run"
 
 ## test-unit: the tests that need no Airflow process, no server and no browser
 test-unit: $(STAMP)
@@ -62,6 +63,18 @@ test-matrix-full:
 ## faults: the fault-injection proof at CI size (200 rentals, 30% faulted, worker kills)
 faults: $(STAMP)
 	$(BIN)/python scripts/fault_run.py --tasks 200 --fault-rate 0.3 --kills 3 --seed 7 --parallelism 4
+
+## faults-celery: the fault-injection proof on PostgreSQL, Redis and the CeleryExecutor (two workers
+## of two slots, one crashed mid-run and restarted), rentals, renewals and activations; installs
+## Debian's postgresql and redis-server when missing (root + apt-get)
+faults-celery: $(STAMP)
+	scripts/ensure_services.sh
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --activations 20 --seed 7
+
+## faults-pool: the same with the charging tasks in a pool of one slot per account (no ambiguity)
+faults-pool: $(STAMP)
+	scripts/ensure_services.sh
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --seed 7 --pool 1
 
 ## faults-big: the same proof at 1,000 rentals
 faults-big: $(STAMP)

@@ -80,6 +80,8 @@ from fault_run import (  # noqa: E402
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox  # noqa: E402
 
 ACTIVATE_TASK_ID = "activate"
+#: The pool of the account's charging task instances, with ``--pool N`` (N slots).
+POOL = "smsonline_account"
 #: What the ledger logs when a failure is ambiguous (the reason follows "lost and").
 AMBIGUOUS = re.compile(r"ChargeAmbiguousError|AirflowFailException")
 
@@ -94,6 +96,7 @@ class CeleryOptions(Options):
     restart_after: float = 5.0
     activations: int = 0
     heartbeat_timeout: int = 30
+    pool: int = 0
     keep: bool = False
 
 
@@ -383,6 +386,7 @@ def airflow_env(options: CeleryOptions, db_url: str, broker: str, home: Path) ->
         "SMSONLINE_FAULT_RETRIES": str(options.retries),
         "SMSONLINE_FAULT_RENEWALS": str(fault_run._renewals(options)),
         "SMSONLINE_FAULT_ACTIVATIONS": str(options.activations),
+        "SMSONLINE_FAULT_POOL": POOL if options.pool else "",
     }
 
 
@@ -512,7 +516,10 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                 _wait_for_dag(services, home)
                 report.elapsed_startup_s = round(time.monotonic() - began, 1)
                 started = time.monotonic()
-                for args in (("dags", "unpause", DAG_ID), ("dags", "trigger", DAG_ID)):
+                commands = [("dags", "unpause", DAG_ID), ("dags", "trigger", DAG_ID)]
+                if options.pool:
+                    commands.insert(0, ("pools", "set", POOL, str(options.pool), "one SMS.online account"))
+                for args in commands:
                     done = server.local.airflow(*args, timeout=300)
                     if done.returncode != 0:
                         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -620,6 +627,8 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
     """This run's own figures; returns whether they are as they must be."""
     rows = [
         ("executor", f"CeleryExecutor, {options.workers} workers x {options.slots} slots, PostgreSQL, Redis"),
+        ("pool of the charging tasks", f"{POOL}, {options.pool} slot(s)" if options.pool else "none"),
+        ("run (trigger to final state)", f"{extra.elapsed_run_s} s"),
         ("worker crashed (process group SIGKILLed)", json.dumps(extra.worker_killed) or "none"),
         ("  restarted", str(extra.worker_restarted)),
         ("failed as ambiguous", f"{len(extra.ambiguous)} ({extra.ambiguous_share:.1%} of task instances)"),
@@ -658,7 +667,21 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
     )
     if not extra.worker_killed:
         print("  ! no worker was crashed")
-    return ok
+    # The run must have met what it claims to: every fault mode, a task kill, a recovery.
+    met = {
+        "every fault mode injected into getRentNumber": all(
+            report.faults_injected.get(m) for m in FAULT_MODES
+        ),
+        "a task process SIGKILLed after an answer": report.kills_performed >= 1,
+        "a rental recovered by reconciliation": report.recovered_by_reconciliation >= 1,
+        "renewals faulted": sum(report.renewal_faults_injected.values()) >= 1
+        or not report.renewals_requested,
+        "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1 or not options.activations,
+    }
+    for what, done in met.items():
+        if not done:
+            print(f"  ! not met: {what}")
+    return ok and all(met.values())
 
 
 def parse_args(argv: list[str] | None) -> CeleryOptions:
@@ -678,6 +701,7 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--restart-after", type=float, default=5.0)
     parser.add_argument("--activations", type=int, default=0, help="ActivateNumberOperator task instances")
     parser.add_argument("--heartbeat-timeout", type=int, default=30)
+    parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -162,3 +163,55 @@ def test_a_retry_waits_for_the_earlier_try_still_alive_and_reuses_its_rental(
     found, charged = _rent(hook, ledger)
 
     assert (found.id, charged, charge.called) == (1049, False, False)
+
+
+# ----------------------------------------------------------------------------- naming a rental
+
+
+class RacingStore(ListableStore):
+    """Two namers read the shared named-rental Variable before either writes it; the first to
+    write is the second to read, so the last write is the other's (a lost update)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(2)
+        self.last_writer = ""
+
+    def get(self, key: str) -> dict[str, Any]:
+        value = super().get(key)
+        if key.endswith("__named__501"):
+            self.barrier.wait(timeout=5)
+        return value
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        if key.endswith("__named__501") and value.get("owner") == self.last_writer:
+            time.sleep(0.3)
+        super().set(key, value)
+
+
+def test_two_failures_naming_one_rental_at_once_both_keep_it_named() -> None:
+    store = RacingStore()
+    first, second = _ledger(store, 1), _ledger(store, 2)
+    for ledger in (first, second):
+        ledger.write(_pending(started=60, until=50, ledger=ledger))
+    after, by = _at(60), _at(40)
+    store.last_writer = first.key
+    marks: dict[int, list[str]] = {}
+
+    def name(ledger: Any) -> None:
+        marks[ledger.task.map_index] = ledger.name(ACCOUNT, [501], after, by)
+
+    threads = [threading.Thread(target=name, args=(ledger,)) for ledger in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.barrier = threading.Barrier(1)
+    for ledger in (first, second):
+        record = ledger.read()
+        ledger.write(replace(record, named=tuple(marks[ledger.task.map_index])))
+    first.write(None)  # the person sorted out the first failure and deleted its Variable
+
+    survey = _ledger(store, 3).survey(ACCOUNT, {501})
+
+    assert survey.named.get(501) is not None and survey.named[501].owner == second.key

@@ -20,6 +20,7 @@ from airflow_provider_smsonline.ledger.keys import (
     intent_prefix,
     is_intent_of,
     named_key,
+    namer_key,
 )
 from airflow_provider_smsonline.ledger.records import (
     Intent,
@@ -242,9 +243,17 @@ class ChargeLedger:
         """Mark rentals nobody claims as named by this run's ambiguity; returns the marks."""
         marks = []
         for rental_id in rental_ids:
+            if self.store.get(claim_key(account, rental_id)):
+                continue
+            value = named_to_json(self.key, appeared_after, appeared_by)
+            # This run's own mark, which no other namer writes; then the shared one, read where
+            # Variables cannot be listed (there two namers at once can overwrite each other).
+            own = namer_key(account, rental_id, self.key)
+            self.store.set(own, value)
+            marks.append(own)
             key = named_key(account, rental_id)
-            if not self.store.get(key) and not self.store.get(claim_key(account, rental_id)):
-                self.store.set(key, named_to_json(self.key, appeared_after, appeared_by))
+            if not self.store.get(key):
+                self.store.set(key, value)
                 marks.append(key)
         return marks
 
@@ -302,10 +311,15 @@ class ChargeLedger:
                 held.add(rental_id)
                 continue
             mark_key = named_key(account, rental_id)
-            if present is None or mark_key in present:
-                mark = named_from_json(self.store.get(mark_key))
-                if mark is not None and mark.owner != self.key:
-                    named[rental_id] = mark
+            keys = (
+                [mark_key]
+                if present is None
+                else sorted(key for key in present if key == mark_key or key.startswith(mark_key + "__"))
+            )
+            marks = [named_from_json(self.store.get(key)) for key in keys]
+            others = [mark for mark in marks if mark is not None and mark.owner != self.key]
+            if others:
+                named[rental_id] = _merged(others)
         claimed = None
         if present is not None:
             start = len(claim_prefix(account))
@@ -313,3 +327,11 @@ class ChargeLedger:
         return Survey(
             held=frozenset(held & wanted), named=named, rivals=tuple(rivals), own_answer=own, claimed=claimed
         )
+
+
+def _merged(marks: list[NamedMark]) -> NamedMark:
+    """One mark for a rental several failures named: the first namer, and the widest time in
+    which it appeared (a wider one overlaps more calls, which only makes reconciliation warier)."""
+    afters = [mark.appeared_after for mark in marks if mark.appeared_after is not None]
+    bys = [mark.appeared_by for mark in marks if mark.appeared_by is not None]
+    return NamedMark(marks[0].owner, min(afters, default=None), max(bys, default=None))

@@ -14,6 +14,9 @@ Once every ``rent`` task instance has ended, ``renew`` task instance ``i`` (for 
 ``SMSONLINE_FAULT_RENEWALS`` slots, default a quarter) renews the rental of ``rent`` task
 instance ``i``, or is skipped when that one has none.
 
+``SMSONLINE_FAULT_POOL``, when set, puts every charging task instance in that Airflow pool
+(one pool per account: with one slot, one charging call at a time on the account).
+
 ``SMSONLINE_FAULT_ACTIVATIONS`` (default 0) adds that many ``activate`` task instances: a
 mapped ActivateNumberOperator buying activations on the same account, beside the rentals.
 """
@@ -34,6 +37,8 @@ SLOT_URL = "http://127.0.0.1:9/fault-run/slot/"
 TASKS = int(os.environ.get("SMSONLINE_FAULT_TASKS", "10"))
 RETRIES = int(os.environ.get("SMSONLINE_FAULT_RETRIES", "3"))
 ACTIVATIONS = int(os.environ.get("SMSONLINE_FAULT_ACTIVATIONS", "0"))
+#: The pool of the account's charging task instances; Airflow's default pool when unset.
+POOL = os.environ.get("SMSONLINE_FAULT_POOL") or "default_pool"
 RENEWALS = min(TASKS, int(os.environ.get("SMSONLINE_FAULT_RENEWALS", str(TASKS // 4))))
 
 
@@ -61,6 +66,7 @@ with DAG(
         rent_time=4,
         retries=RETRIES,
         retry_delay=timedelta(0),
+        pool=POOL,
     ).expand(webhook_url=[f"{SLOT_URL}{slot}" for slot in range(TASKS)])
     if RENEWALS:
         renew = RenewIfRented.partial(
@@ -69,6 +75,7 @@ with DAG(
             retries=RETRIES,
             retry_delay=timedelta(0),
             trigger_rule="all_done",
+            pool=POOL,
         ).expand(
             rent_id=[
                 f"{{{{ ti.xcom_pull(task_ids='rent', map_indexes={slot}, key='id') }}}}"
@@ -83,4 +90,5 @@ with DAG(
             retries=RETRIES,
             retry_delay=timedelta(0),
             cancel_on_failure=False,
+            pool=POOL,
         ).expand(country=[slot % 2 for slot in range(ACTIVATIONS)])
