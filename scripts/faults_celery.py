@@ -106,6 +106,8 @@ class Extra:
 
     worker_killed: dict[str, Any] = field(default_factory=dict)
     worker_restarted: bool = False
+    lost_by_heartbeat: int = 0
+    requeued_from_queued: int = 0
     ambiguous: list[dict[str, Any]] = field(default_factory=list)
     ambiguous_share: float = 0.0
     activation_task_instances: int = 0
@@ -538,6 +540,9 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                     services.stop(name)
             state = sandbox.state()
         services.redis_dump()
+        scheduler_log = (home / "scheduler.log").read_text(errors="replace")
+        extra.lost_by_heartbeat = scheduler_log.count("Detected a task instance without a heartbeat")
+        extra.requeued_from_queued = scheduler_log.count("Task stuck in queued; will try to requeue")
         output = "\n".join(path.read_text(errors="replace") for path in sorted(home.glob("*.log")))
         analyse(
             report, home, output, state, killer, query=services.query, scanned=[base / "pg", base / "redis"]
@@ -631,6 +636,8 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
         ("run (trigger to final state)", f"{extra.elapsed_run_s} s"),
         ("worker crashed (process group SIGKILLed)", json.dumps(extra.worker_killed) or "none"),
         ("  restarted", str(extra.worker_restarted)),
+        ("  task instances found dead (no heartbeat)", str(extra.lost_by_heartbeat)),
+        ("  task instances queued again (stuck in queued)", str(extra.requeued_from_queued)),
         ("failed as ambiguous", f"{len(extra.ambiguous)} ({extra.ambiguous_share:.1%} of task instances)"),
     ]
     if options.activations:
