@@ -245,15 +245,17 @@ class Report:
 class WorkerKiller:
     """A sandbox ``after_answer`` hook that SIGKILLs the task process that received chosen answers.
 
-    The ``positions`` are 1-based counts of clean getRentNumber answers (no fault, a rental in
-    it); the answer at each position is followed by a kill of the process owning the client end
-    of its connection, if that process descends from one of :attr:`roots` (the ``dags test``
-    process, or the Celery workers): nothing else is ever signalled. ``on_clean_answer``, if
+    The ``positions`` are 1-based counts of clean answers to ``action`` (getRentNumber: no
+    fault, a rental in it; getNumber: no fault, status 200); the answer at each position is
+    followed by a kill of the process owning the client end of its connection, if that process
+    descends from one of :attr:`roots` (the ``dags test`` process, or the Celery workers):
+    nothing else is ever signalled. ``on_clean_answer``, if
     set, is called with the count and the answer's owner after every clean answer.
     """
 
-    def __init__(self, positions: Iterable[int], sandbox_port: int) -> None:
+    def __init__(self, positions: Iterable[int], sandbox_port: int, action: str = "getRentNumber") -> None:
         self.positions = set(positions)
+        self.action = action
         self.sandbox_port = sandbox_port
         self.roots: set[int] = set()
         self.answers = 0
@@ -300,7 +302,9 @@ class WorkerKiller:
         self.roots = set()
 
     def __call__(self, answered: Answered) -> None:
-        if answered.action != "getRentNumber" or answered.fault is not None or answered.rental_id is None:
+        if answered.action != self.action or answered.fault is not None or answered.status != 200:
+            return
+        if self.action == "getRentNumber" and answered.rental_id is None:
             return
         started = time.perf_counter()
         with self._lock:
@@ -314,15 +318,15 @@ class WorkerKiller:
             return
         pid = self._owner_of(answered.client[1])
         if pid is None:
-            self.misses.append(f"rental {answered.rental_id}: no task process owns port {answered.client[1]}")
+            self.misses.append(f"{answered.action} answer: no task process owns port {answered.client[1]}")
             return
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            self.misses.append(f"rental {answered.rental_id}: process {pid} had exited")
+            self.misses.append(f"{answered.action} answer: process {pid} had exited")
             return
         latency = (time.perf_counter() - started) * 1000
-        self.kills.append(Kill(answered.rental_id, pid, answered.client[1], round(latency, 1)))
+        self.kills.append(Kill(answered.rental_id or 0, pid, answered.client[1], round(latency, 1)))
 
     def _owner_of(self, client_port: int) -> int | None:
         """The pid of the roots' descendant holding the client end of the connection."""

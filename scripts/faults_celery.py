@@ -43,6 +43,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import re
 import secrets
 import shutil
@@ -95,6 +96,7 @@ class CeleryOptions(Options):
     worker_kill_at: int | None = None
     restart_after: float = 5.0
     activations: int = 0
+    activation_kills: int = 2
     heartbeat_timeout: int = 30
     pool: int = 0
     keep: bool = False
@@ -121,6 +123,10 @@ class Extra:
     unaccounted_activations: int = 0
     activation_details: list[str] = field(default_factory=list)
     activation_faults_injected: dict[str, int] = field(default_factory=dict)
+    activation_kills: int = 0
+    activation_kills_seen: int = 0
+    activations_recovered: int = 0
+    activations_reused: int = 0
     elapsed_run_s: float = 0.0
 
 
@@ -406,12 +412,13 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
     report.kills_requested = options.kills
     extra = Extra()
     began = time.monotonic()
-    base = Path(tempfile.mkdtemp(prefix="smsonline-celery-"))
-    home = base / "airflow"
-    home.mkdir()
-    services = Services(base)
     killer = WorkerKiller(kill_positions(options), sandbox_port=0)
-    hooks: list[Any] = []
+    positions = random.Random(options.seed + 2).sample(
+        range(1, max(2, int(options.activations * 0.6))),
+        min(options.activation_kills, options.activations // 4),
+    )
+    activation_killer = WorkerKiller(positions, sandbox_port=0, action="getNumber")
+    hooks: list[Any] = [activation_killer]
 
     def after_answer(answered: Answered) -> None:
         killer(answered)
@@ -437,14 +444,19 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
     if options.activations:
         hooks.append(ActivationFaults(sandbox, options.fault_rate, options.seed + 1, delays))
     for hook in hooks:
-        hook.arm()
+        if isinstance(hook, RenewalFaults):
+            hook.arm()
     report.renewals_requested = fault_run._renewals(options)
     workers: dict[str, int] = {}
     kill_at = options.worker_kill_at or max(2, options.tasks // 3)
     state: dict[str, Any] = {}
+    base = Path(tempfile.mkdtemp(prefix="smsonline-celery-"))
+    home = base / "airflow"
+    home.mkdir()
+    services = Services(base)
     try:
         with sandbox:
-            killer.sandbox_port = sandbox.port
+            killer.sandbox_port = activation_killer.sandbox_port = sandbox.port
             db_url = services.start_postgres()
             broker = services.start_redis()
             env = airflow_env(options, db_url, broker, home)
@@ -483,6 +495,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                     )
                     workers[name] = process.pid
                     killer.watch(process.pid)
+                    activation_killer.watch(process.pid)
 
                 for index in range(options.workers):
                     start_worker(index)
@@ -498,6 +511,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                         return
                     crashed.set()
                     killer.unwatch(root)  # type: ignore[arg-type]
+                    activation_killer.unwatch(root)  # type: ignore[arg-type]
                     pids = crash(root)  # type: ignore[arg-type]
                     services.processes.pop(name, None)
                     extra.worker_killed = {
@@ -536,6 +550,8 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                 report.elapsed_dags_test_s = round(time.monotonic() - started, 1)
                 extra.elapsed_run_s = report.elapsed_dags_test_s
                 killer.stop()
+                activation_killer.stop()
+                extra.activation_kills = len(activation_killer.kills)
                 for name in [n for n in services.processes if n.startswith("worker-")]:
                     services.stop(name)
             state = sandbox.state()
@@ -552,6 +568,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
             analyse_activations(extra, home, state, services)
     finally:
         killer.stop()
+        activation_killer.stop()
         services.close()
         if options.keep:
             print(f"kept {base}", file=sys.stderr)
@@ -624,6 +641,10 @@ def analyse_activations(extra: Extra, home: Path, state: dict[str, Any], service
         if len(held_by) > 1:
             extra.double_activations += 1
             extra.activation_details.append(f"activation {activation_id} is held by {sorted(held_by)}")
+    logs = "\n".join(ti.log for ti in tis.values())
+    extra.activation_kills_seen = logs.count('"signal_name":"SIGKILL"')
+    extra.activations_recovered = len(set(re.findall(r"Recovered activation (\d+)", logs)))
+    extra.activations_reused = len(set(re.findall(r"already bought activation (\d+)", logs)))
     injected = state.get("faults_injected", {}).get("getNumber", {})
     extra.activation_faults_injected = {mode: int(injected.get(mode, 0)) for mode in FAULT_MODES}
 
@@ -648,6 +669,14 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
             (
                 "  held / refunded / named in a failure",
                 f"{extra.activations_held} / {extra.activations_refunded} / {extra.activations_named}",
+            ),
+            (
+                "task kills after a getNumber answer",
+                f"{extra.activation_kills} (seen by Airflow {extra.activation_kills_seen})",
+            ),
+            (
+                "activations recovered / reused",
+                f"{extra.activations_recovered} / {extra.activations_reused}",
             ),
             ("double activations     [must be 0]", str(extra.double_activations)),
             ("unaccounted activations [must be 0]", str(extra.unaccounted_activations)),
@@ -684,6 +713,9 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
         "renewals faulted": sum(report.renewal_faults_injected.values()) >= 1
         or not report.renewals_requested,
         "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1 or not options.activations,
+        "a task process SIGKILLed after a getNumber answer": extra.activation_kills >= 1
+        or options.activations < 4
+        or not options.activation_kills,
     }
     for what, done in met.items():
         if not done:
@@ -707,6 +739,7 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--worker-kill-at", type=int, default=None, help="clean answers before the crash")
     parser.add_argument("--restart-after", type=float, default=5.0)
     parser.add_argument("--activations", type=int, default=0, help="ActivateNumberOperator task instances")
+    parser.add_argument("--activation-kills", type=int, default=2, help="kills after a getNumber answer")
     parser.add_argument("--heartbeat-timeout", type=int, default=30)
     parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
