@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: demo demo-ui docs test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big chromium clean
+.PHONY: demo demo-ui docs test test-unit test-oldest test-matrix test-matrix-full lint format bench faults faults-big faults-celery faults-pool chromium clean
 
 # The venv: said step by step (pip runs quiet: some 170 packages would scroll by otherwise).
 $(STAMP): pyproject.toml
@@ -40,12 +40,13 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -b html -n -W --keep-going -q docs docs/_build/html
 	@echo "Documentation: docs/_build/html/index.html"
 
-## test: lint, type-check and run every test (unit, sandbox, real Airflow, browser, fault run)
+## test: lint, type-check, the docs and every test (unit, sandbox, real Airflow, browser); the CI-size
+## fault run is `make faults` (SQLite, LocalExecutor) and `make faults-celery` (PostgreSQL, Celery)
 test: $(STAMP) chromium docs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q --timeout=900 -n 2 --dist loadfile
+	$(BIN)/pytest -q --timeout=900 -n 2 --dist loadfile -m "not fault_run"
 
 ## test-unit: the tests that need no Airflow process, no server and no browser
 test-unit: $(STAMP)
@@ -76,6 +77,18 @@ test-matrix-full:
 ## faults: the fault-injection proof at CI size (200 rentals, 30% faulted, worker kills)
 faults: $(STAMP)
 	$(BIN)/python scripts/fault_run.py --tasks 200 --fault-rate 0.3 --kills 3 --seed 7 --parallelism 4
+
+## faults-celery: the fault-injection proof on PostgreSQL, Redis and the CeleryExecutor (two workers
+## of two slots, one crashed mid-run and restarted), rentals, renewals and activations; installs
+## Debian's postgresql and redis-server when missing (root + apt-get)
+faults-celery: $(STAMP)
+	scripts/ensure_services.sh
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --activations 20 --seed 7
+
+## faults-pool: the same with the charging tasks in a pool of one slot per account (no ambiguity)
+faults-pool: $(STAMP)
+	scripts/ensure_services.sh
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --seed 7 --pool 1
 
 ## faults-big: the same proof at 1,000 rentals
 faults-big: $(STAMP)

@@ -96,8 +96,8 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from contextlib import closing
+from collections.abc import Callable, Iterable
+from contextlib import closing, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,68 +245,91 @@ class Report:
 class WorkerKiller:
     """A sandbox ``after_answer`` hook that SIGKILLs the task process that received chosen answers.
 
-    The ``positions`` are 1-based counts of clean getRentNumber answers (no fault, a rental in
-    it); the answer at each position is followed by a kill of the process owning the client end
-    of its connection, if that process descends from :attr:`root_pid` (the ``dags test``
-    process): nothing else is ever signalled.
+    The ``positions`` are 1-based counts of clean answers to ``action`` (getRentNumber: no
+    fault, a rental in it; getNumber: no fault, status 200); the answer at each position is
+    followed by a kill of the process owning the client end of its connection, if that process
+    descends from one of :attr:`roots` (the ``dags test`` process, or the Celery workers):
+    nothing else is ever signalled. ``on_clean_answer``, if
+    set, is called with the count and the answer's owner after every clean answer.
     """
 
-    def __init__(self, positions: Iterable[int], sandbox_port: int) -> None:
+    def __init__(self, positions: Iterable[int], sandbox_port: int, action: str = "getRentNumber") -> None:
         self.positions = set(positions)
+        self.action = action
         self.sandbox_port = sandbox_port
-        self.root_pid: int | None = None
+        self.roots: set[int] = set()
         self.answers = 0
         self.kills: list[Kill] = []
         self.misses: list[str] = []
+        self.on_clean_answer: Callable[[int, int | None], None] | None = None
         self._lock = threading.Lock()
         self._descendants: list[int] = []
         self._watching = threading.Event()
 
-    def watch(self, root_pid: int) -> None:
-        """Start: keep a fresh list of ``root_pid``'s descendants (every 50 ms), so that finding
-        the process behind a connection reads a few processes' sockets, not every process's."""
+    @property
+    def root_pid(self) -> int | None:
+        """One root (the ``dags test`` process); ``None`` once stopped."""
+        return next(iter(self.roots), None)
+
+    def watch(self, *root_pids: int) -> None:
+        """Start (or add roots): keep a fresh list of the roots' descendants (every 50 ms), so that
+        finding the process behind a connection reads a few processes' sockets, not every one's."""
         import psutil
 
-        self.root_pid = root_pid
+        self.roots.update(root_pids)
+        if self._watching.is_set():
+            return
         self._watching.set()
 
         def refresh() -> None:
             while self._watching.is_set():
-                try:
-                    self._descendants = [p.pid for p in psutil.Process(root_pid).children(recursive=True)]
-                except psutil.Error:
-                    self._descendants = []
+                found: list[int] = []
+                for root in list(self.roots):
+                    with suppress(psutil.Error):
+                        found += [p.pid for p in psutil.Process(root).children(recursive=True)]
+                self._descendants = found
                 time.sleep(0.05)
 
         threading.Thread(target=refresh, name="fault-run-descendants", daemon=True).start()
 
+    def unwatch(self, root_pid: int) -> None:
+        """Forget a root (a worker that was killed)."""
+        self.roots.discard(root_pid)
+
     def stop(self) -> None:
         """Stop: no more kills."""
         self._watching.clear()
-        self.root_pid = None
+        self.roots = set()
 
     def __call__(self, answered: Answered) -> None:
-        if answered.action != "getRentNumber" or answered.fault is not None or answered.rental_id is None:
+        if answered.action != self.action or answered.fault is not None or answered.status != 200:
+            return
+        if self.action == "getRentNumber" and answered.rental_id is None:
             return
         started = time.perf_counter()
         with self._lock:
             self.answers += 1
-            if self.answers not in self.positions or self.root_pid is None:
+            count = self.answers
+            if not self.roots:
                 return
+        if count not in self.positions:
+            if self.on_clean_answer is not None:
+                self.on_clean_answer(count, self._owner_of(answered.client[1]))
+            return
         pid = self._owner_of(answered.client[1])
         if pid is None:
-            self.misses.append(f"rental {answered.rental_id}: no task process owns port {answered.client[1]}")
+            self.misses.append(f"{answered.action} answer: no task process owns port {answered.client[1]}")
             return
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            self.misses.append(f"rental {answered.rental_id}: process {pid} had exited")
+            self.misses.append(f"{answered.action} answer: process {pid} had exited")
             return
         latency = (time.perf_counter() - started) * 1000
-        self.kills.append(Kill(answered.rental_id, pid, answered.client[1], round(latency, 1)))
+        self.kills.append(Kill(answered.rental_id or 0, pid, answered.client[1], round(latency, 1)))
 
     def _owner_of(self, client_port: int) -> int | None:
-        """The pid of the ``dags test`` descendant holding the client end of the connection."""
+        """The pid of the roots' descendant holding the client end of the connection."""
         inode = _socket_inode(client_port, self.sandbox_port)
         if inode is not None:
             target = f"socket:[{inode}]"
@@ -325,15 +348,20 @@ class WorkerKiller:
                 return conn.pid if self._descends_from_root(conn.pid) else None
         return None
 
-    def _descends_from_root(self, pid: int) -> bool:
+    def root_of(self, pid: int) -> int | None:
+        """Which root ``pid`` descends from."""
         import psutil
 
-        if pid in (os.getpid(), self.root_pid):
-            return False
         try:
-            return any(parent.pid == self.root_pid for parent in psutil.Process(pid).parents())
+            parents = {parent.pid for parent in psutil.Process(pid).parents()}
         except psutil.Error:
+            return None
+        return next((root for root in self.roots if root in parents), None)
+
+    def _descends_from_root(self, pid: int) -> bool:
+        if pid == os.getpid() or pid in self.roots:
             return False
+        return self.root_of(pid) is not None
 
 
 def _socket_inode(local_port: int, remote_port: int) -> str | None:
@@ -537,30 +565,44 @@ class TaskInstance:
     attempts: list[str] = field(default_factory=list)
 
 
-def read_task_instances(home: Path, task_id: str = TASK_ID) -> tuple[str | None, dict[int, TaskInstance]]:
-    """The run's state and the task instances of ``task_id``, straight from the SQLite DB and logs."""
-    with closing(sqlite3.connect(home / "airflow.db")) as db:
-        row = db.execute(
-            "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
-        ).fetchone()
-        if row is None:
-            return None, {}
-        run_id, run_state = row
-        ids: dict[int, int] = {}
-        for map_index, value in db.execute(
-            "SELECT map_index, value FROM xcom "
-            "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'id'",
+#: Runs a query on the metadata DB (``?`` placeholders) and returns its rows.
+Query = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def sqlite_query(home: Path) -> Query:
+    """Queries on the SQLite metadata DB of ``home``."""
+
+    def query(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(home / "airflow.db")) as db:
+            return list(db.execute(sql, params))
+
+    return query
+
+
+def read_task_instances(
+    home: Path, task_id: str = TASK_ID, query: Query | None = None
+) -> tuple[str | None, dict[int, TaskInstance]]:
+    """The run's state and the task instances of ``task_id``, straight from the metadata DB
+    (``query``; default the SQLite DB of ``home``) and the logs under ``home``."""
+    query = query or sqlite_query(home)
+    rows = query("SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,))
+    if not rows:
+        return None, {}
+    run_id, run_state = rows[0]
+    ids: dict[int, int] = {}
+    for map_index, value in query(
+        "SELECT map_index, value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = 'id'",
+        (DAG_ID, run_id, task_id),
+    ):
+        ids[map_index] = int(json.loads(value) if isinstance(value, (str, bytes)) else value)
+    tis = {
+        map_index: TaskInstance(map_index, state, try_number, ids.get(map_index))
+        for map_index, state, try_number in query(
+            "SELECT map_index, state, try_number FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
             (DAG_ID, run_id, task_id),
-        ):
-            ids[map_index] = int(json.loads(value) if isinstance(value, (str, bytes)) else value)
-        tis = {
-            map_index: TaskInstance(map_index, state, try_number, ids.get(map_index))
-            for map_index, state, try_number in db.execute(
-                "SELECT map_index, state, try_number FROM task_instance "
-                "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
-                (DAG_ID, run_id, task_id),
-            )
-        }
+        )
+    }
     logs = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
     for ti in tis.values():
         lines: list[str] = []
@@ -579,19 +621,30 @@ def read_task_instances(home: Path, task_id: str = TASK_ID) -> tuple[str | None,
     return run_state, tis
 
 
-def scan_for_key(home: Path, output: str) -> list[str]:
-    """Every file under ``home`` and the captured output that holds a form of the canary key."""
+def scan_for_key(home: Path, output: str, more: Iterable[Path] = ()) -> list[str]:
+    """Every file under ``home`` (and the folders ``more``) and the captured output that holds a
+    form of the canary key."""
     forms = [form.encode() for form in CANARY_FORMS]
     leaks = [name for name, text in (("dags test output", output.encode()),) if any(f in text for f in forms)]
-    for path in sorted(home.rglob("*")):
-        if path.is_file() and any(form in path.read_bytes() for form in forms):
-            leaks.append(str(path.relative_to(home)))
+    for folder in (home, *more):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and any(form in path.read_bytes() for form in forms):
+                leaks.append(str(path.relative_to(home) if folder == home else path))
     return leaks
 
 
-def analyse(report: Report, home: Path, output: str, state: dict[str, Any], killer: WorkerKiller) -> None:
-    """Fill ``report`` from the sandbox's books, the metadata DB, the task logs and the output."""
-    report.run_state, tis = read_task_instances(home)
+def analyse(
+    report: Report,
+    home: Path,
+    output: str,
+    state: dict[str, Any],
+    killer: WorkerKiller,
+    query: Query | None = None,
+    scanned: Iterable[Path] = (),
+) -> None:
+    """Fill ``report`` from the sandbox's books, the metadata DB (``query``; default the SQLite DB
+    of ``home``), the task logs and the output; ``scanned``: more folders to search for the key."""
+    report.run_state, tis = read_task_instances(home, query=query)
     states = Counter(ti.state for ti in tis.values())
     report.task_instances = len(tis)
     report.succeeded = states.pop("success", 0)
@@ -644,7 +697,7 @@ def analyse(report: Report, home: Path, output: str, state: dict[str, Any], kill
     report.unaccounted_details = unaccounted
     report.unaccounted_rentals = len(unaccounted)
 
-    report.leak_details = scan_for_key(home, output)
+    report.leak_details = scan_for_key(home, output, scanned)
     report.key_leaks = len(report.leak_details)
 
     injected = state.get("faults_injected", {}).get("getRentNumber", {})
@@ -670,15 +723,19 @@ def analyse(report: Report, home: Path, output: str, state: dict[str, Any], kill
     report.kills_performed = len(killer.kills)
     report.kills_before_xcom_push = sum(1 for kill in killer.kills if kill.before_xcom_push)
     report.kills = [asdict(kill) for kill in killer.kills] + [{"missed": miss} for miss in killer.misses]
-    analyse_renewals(report, home, state, slot_of)
+    analyse_renewals(report, home, state, slot_of, query)
 
 
 def analyse_renewals(
-    report: Report, home: Path, state: dict[str, Any], slot_of: dict[int, int | None]
+    report: Report,
+    home: Path,
+    state: dict[str, Any],
+    slot_of: dict[int, int | None],
+    query: Query | None = None,
 ) -> None:
     """The renewal figures: each continueRentNumber charge against the ``renew`` task instance
     of its rental's slot (the one that renews it)."""
-    _, renews = read_task_instances(home, RENEW_TASK_ID)
+    _, renews = read_task_instances(home, RENEW_TASK_ID, query)
     states = Counter(ti.state for ti in renews.values())
     report.renew_task_instances = len(renews)
     report.renew_succeeded = states.pop("success", 0)

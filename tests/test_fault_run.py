@@ -53,6 +53,7 @@ def _fault_run_module() -> Any:
 
 @pytest.mark.airflow
 @pytest.mark.slow
+@pytest.mark.fault_run
 def test_ci_fault_run_never_pays_twice_never_loses_a_rental_and_never_leaks_the_key(tmp_path: Path) -> None:
     figures_path = tmp_path / "figures.json"
     done = subprocess.run(
@@ -139,7 +140,9 @@ def test_renewal_figures_catch_a_double_an_unaccounted_and_a_phantom_renewal(
         3: fault_run.TaskInstance(3, "failed", 2, None, errors='"exc_value":"no id"'),  # unaccounted
         4: fault_run.TaskInstance(4, "success", 1, 1004),  # never renewed: a phantom
     }
-    monkeypatch.setattr(fault_run, "read_task_instances", lambda home, task_id: ("failed", renews))
+    monkeypatch.setattr(
+        fault_run, "read_task_instances", lambda home, task_id, query=None: ("failed", renews)
+    )
     charged = [1000, 1001, 1001, 1002, 1003]
     state = {"charges": [{"rental_id": r, "action": "continueRentNumber"} for r in charged]}
     report = fault_run.Report(5, 0.3, 7, 2)

@@ -45,9 +45,11 @@ Airflow Variables, and how many:
   record's call while it is unresolved (its window: until its connect and read timeouts and a
   margin have passed; marked *looked* once a look after a lost answer found nothing, and
   *answered* with the rental id as soon as an answer arrives); and
-  ``smsonline_rental__<account>__named__<rental_id>`` marks a rental a failure named, with
-  when it appeared. They go when their record goes (done replaces pending, the record is
-  cleared or pruned), so there are at most as many as records, plus one claim per rental.
+  ``smsonline_rental__<account>__named__<rental_id>__<d>`` marks a rental a failure named,
+  with when it appeared (one per namer, so two failures at once never overwrite each other's;
+  the first also writes ``…__named__<rental_id>``, read where Variables cannot be listed).
+  They go when their record goes (done replaces pending, the record is cleared or pruned), so
+  there are at most a few per record, plus one claim per rental.
 
 Reconciliation skips rentals others claimed or were answered with, so a retry neither adopts
 their rentals nor fails for them, and a retry after a kill finds its own answered rental. A
@@ -56,7 +58,16 @@ one's: it is waited for, then left to it (when our own call was already looked f
 reported as ambiguous, never adopted. Named rentals are skipped unless our window overlaps
 when they appeared; one that did appeared while its namer's call was unresolved, so it is
 treated the same way (left to its namer, or ambiguous), never adopted. Where Variables cannot
-be listed, intents are not seen and only claims apply. Concurrent charging calls on one
+be listed, intents are not seen and only claims apply.
+
+Many writers (several workers, one account): a rival's record tells what its call can have
+made: not a rental its snapshot holds, nor one of other hours. A rental only our call can have
+made is adopted though rivals are unresolved, and a rival with a rental only it can have made
+explains no other; a rental absent from the snapshot of a call made after our window closed is
+never ours. Times other task instances wrote come from their machines' clocks and are widened
+by ``CLOCK_SKEW`` (5 s) before comparison. A retry whose record is pending waits until that
+call's window (and the skew) has passed, reading the record again: an earlier try thought lost
+may still be answered. Concurrent charging calls on one
 account can end in ChargeAmbiguousError (safe: never a double, the rentals are named); one
 charging task at a time per account (e.g. an Airflow pool of one slot) avoids that.
 """

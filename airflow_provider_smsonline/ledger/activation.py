@@ -28,10 +28,17 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow_provider_smsonline.exceptions import ActivationNotFoundError, OutcomeUnknownError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import WINDOW_MARGIN, ChargeAmbiguousError, account_of
+from airflow_provider_smsonline.ledger.records import (
+    ActivationDone,
+    ActivationPending,
+    ActivationRecord,
+    activation_from_json,
+    activation_to_json,
+)
 from airflow_provider_smsonline.ledger.store import ChargeLedger
 from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation
 
@@ -44,7 +51,6 @@ log = logging.getLogger(__name__)
 ACTIVATION_CLAIM_PREFIX = "smsonline_activation__"
 #: Minutes after which the service refunds an activation that received no code (peers' figure).
 REFUND_MINUTES = 20
-KIND = "activation"
 
 
 def claim_key(account: str, activation_id: int) -> str:
@@ -67,15 +73,22 @@ def _unresolved(ledger: ChargeLedger, why: str, ids: list[int]) -> ChargeAmbiguo
     )
 
 
-class _Record:
-    """The activation record's JSON, read leniently."""
+def _read(ledger: ChargeLedger) -> ActivationRecord | None:
+    """This run's activation record, if any.
 
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
+    :raises ValueError: the Variable holds something else (naming it: delete it to go on).
+    """
+    try:
+        return activation_from_json(ledger.store.get(ledger.key))
+    except ValueError:
+        raise ValueError(
+            f"the charge ledger's Airflow Variable {ledger.key!r} is not an activation record; check "
+            "the account, then delete the Variable to let the task buy again"
+        ) from None
 
-    @property
-    def state(self) -> str | None:
-        return self.data.get("state") if self.data.get("kind") == KIND else None
+
+def _write(ledger: ChargeLedger, record: ActivationRecord) -> None:
+    ledger.store.set(ledger.key, activation_to_json(record, task=ledger.task.to_json(), at=_now()))
 
 
 def buy_once(
@@ -94,23 +107,17 @@ def buy_once(
         try looks again before it could buy).
     """
     account = account_of(hook)
-    data = ledger.store.get(ledger.key)
-    record = _Record(data)
-    if data and record.state is None:
-        raise ValueError(
-            f"the charge ledger's Airflow Variable {ledger.key!r} is not an activation record; check "
-            "the account, then delete the Variable to let the task buy again"
-        )
-    if record.state == "done":
-        found = _reuse(ledger, hook, record.data)
+    record = _read(ledger)
+    if isinstance(record, ActivationDone):
+        found = _reuse(ledger, hook, record)
         if found is not None:
             return found, False
-    elif record.state == "pending":
-        found = _settle(ledger, hook, account, record.data, lost_now=False, service=service, country=country)
+    elif isinstance(record, ActivationPending):
+        found = _settle(ledger, hook, account, record, lost_now=False, service=service, country=country)
         if found is not None:
             return found, False
     try:
-        snapshot: list[int] | None = [row.id for row in hook.get_active_activations()]
+        snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
     except SmsOnlineError as error:
         if error.retryable:
             raise
@@ -118,19 +125,15 @@ def buy_once(
         snapshot = None
     started = _now()
     window = hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
-    pending = {
-        "kind": KIND,
-        "state": "pending",
-        "task": ledger.task.to_json(),
-        "at": started.isoformat(),
-        "started": started.isoformat(),
-        "until": (started + timedelta(seconds=window)).isoformat(),
-        "snapshot": snapshot,
-        "service": service,
-        "country": country,
-    }
-    ledger.store.set(ledger.key, pending)
-    if not data:
+    pending = ActivationPending(
+        started=started,
+        until=started + timedelta(seconds=window),
+        snapshot=snapshot,
+        service=service,
+        country=country,
+    )
+    _write(ledger, pending)
+    if record is None:
         try:
             ledger.prune()
         except Exception:  # housekeeping: a failure only leaves old records behind
@@ -152,18 +155,7 @@ def buy_once(
 def _done(ledger: ChargeLedger, account: str, activation: Activation) -> None:
     claim = claim_key(account, activation.id)
     ledger.store.set(claim, {"owner": ledger.key})
-    now = _now()
-    ledger.store.set(
-        ledger.key,
-        {
-            "kind": KIND,
-            "state": "done",
-            "task": ledger.task.to_json(),
-            "at": now.isoformat(),
-            "activation": activation.to_xcom(),
-            "claim": claim,
-        },
-    )
+    _write(ledger, ActivationDone(activation=activation, claim=claim))
 
 
 def forget(ledger: ChargeLedger) -> None:
@@ -171,12 +163,8 @@ def forget(ledger: ChargeLedger) -> None:
     ledger.write(None)  # releases the claim the record owns
 
 
-def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, data: dict[str, Any]) -> Activation | None:
-    try:
-        saved = data["activation"]
-        activation = Activation(id=int(saved["id"]), number=str(saved["number"]))
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"the charge ledger's Airflow Variable {ledger.key!r} is damaged") from None
+def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, record: ActivationDone) -> Activation | None:
+    activation = record.activation
     try:
         state = hook.get_status(activation.id)
     except ActivationNotFoundError:
@@ -195,24 +183,19 @@ def _settle(
     ledger: ChargeLedger,
     hook: SmsOnlineHook,
     account: str,
-    data: dict[str, Any],
+    record: ActivationPending,
     *,
     lost_now: bool,
     service: str,
     country: int,
 ) -> Activation | None:
     """Decide on a pending record: the activation adopted, or ``None`` to buy (again)."""
-    snapshot = data.get("snapshot")
-    if not isinstance(snapshot, list):
+    if record.snapshot is None:
         raise _unresolved(ledger, "getActiveActivations could not be read before the call", [])
-    try:
-        until = datetime.fromisoformat(str(data.get("until")))
-    except ValueError:
-        until = _now()
     if not lost_now:
         # The call may still be served until its window closes: look after that.
-        time.sleep(max(0.0, min((until - _now()).total_seconds(), 600.0)))
-    before = {int(i) for i in snapshot if isinstance(i, int)}
+        time.sleep(max(0.0, min((record.until - _now()).total_seconds(), 600.0)))
+    before = set(record.snapshot)
     rows = [
         row
         for row in hook.get_active_activations()

@@ -13,7 +13,16 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
-from airflow_provider_smsonline.ledger.decide import Adopt, Ambiguous, NotYet, Pay, Reuse, Wait, decide
+from airflow_provider_smsonline.ledger.decide import (
+    CLOCK_SKEW,
+    Adopt,
+    Ambiguous,
+    NotYet,
+    Pay,
+    Reuse,
+    Wait,
+    decide,
+)
 from airflow_provider_smsonline.ledger.keys import account_id
 from airflow_provider_smsonline.ledger.records import Done, Listed, Pending, Record, Survey
 from airflow_provider_smsonline.ledger.store import ChargeLedger
@@ -28,6 +37,8 @@ log = logging.getLogger(__name__)
 WINDOW_MARGIN = 2.0
 #: How often reconciliation looks again while waiting for another task instance's call.
 RIVAL_POLL_SECONDS = 0.1
+#: How often a retry reads its record again while an earlier try's call can still be answered.
+WINDOW_POLL_SECONDS = 0.5
 
 
 class ChargeAmbiguousError(SmsOnlineError):
@@ -66,6 +77,8 @@ def charge_once(
     """
     account = account_of(hook)
     record = ledger.read()
+    if isinstance(record, Pending):
+        record = _after_window(ledger, record)
     if record is not None:
         found = _settle(ledger, hook, account, record, lost_now=False)
         if found is not None:
@@ -110,6 +123,24 @@ def _now() -> datetime:
 def _window(hook: SmsOnlineHook) -> float:
     """How long after a call it can still be served: its timeouts and a margin."""
     return hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
+
+
+def _after_window(ledger: ChargeLedger, record: Pending) -> Record | None:
+    """The record once the pending call's window has closed (and the clocks' skew passed).
+
+    An earlier try of this task instance can still be alive (its worker was only thought lost):
+    its call can then still be answered, and that try writes its result. Deciding before would
+    take "nothing appeared yet" for "nothing was charged" and charge again.
+    """
+    while True:
+        left = (record.until + CLOCK_SKEW - _now()).total_seconds()
+        if left <= 0:
+            return record
+        log.info("An earlier try's call may still be answered; waiting %.1f s for its window to close.", left)
+        time.sleep(min(left, WINDOW_POLL_SECONDS))
+        fresh = ledger.read()
+        if not isinstance(fresh, Pending) or fresh != record:
+            return fresh
 
 
 def _listed(hook: SmsOnlineHook) -> tuple[Listed, ...]:

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from airflow_provider_smsonline.ledger.records import Done, Listed, Pending, Record, Survey
+from airflow_provider_smsonline.ledger.records import Done, Intent, Listed, Pending, Record, Survey
 from airflow_provider_smsonline.protocol import Rental
 
 #: Hours assumed for a rental whose period neither the list nor the call gives.
 FALLBACK_HOURS = 4
+#: How far two machines' clocks may differ: times another task instance wrote (on its own
+#: clock) are widened by this before they are compared with ours. Keep clocks in sync (NTP).
+CLOCK_SKEW = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -131,20 +134,34 @@ def _new_rental(
     }
     held = set(survey.held) | (set(survey.named) - set(named_here))
     candidates = [row for row in new if row.id not in held]
-    # A rental another task instance named appeared while that one's call was unresolved: its
-    # namer is a rival whose call overlapped ours, though its intent now reads as looked.
-    namers = {mark.owner for rid, mark in named_here.items() if any(row.id == rid for row in candidates)}
+    # A rental absent from the snapshot of a rival call made after our window closed appeared
+    # after that: it is not ours, whoever's it is.
+    late = [
+        rival.snapshot
+        for rival in survey.rivals
+        if rival.snapshot is not None and rival.started is not None and rival.started - CLOCK_SKEW > ours_to
+    ]
+    candidates = [row for row in candidates if all(row.id in snapshot for snapshot in late)]
+    ids_now = {row.id for row in candidates}
     overlapping = [
         rival
         for rival in survey.rivals
         if rival.looked_at is None and _overlap(rival.started, rival.until, ours_from, rivals_to, now)
     ]
-    in_flight = [rival for rival in overlapping if (rival.until or now) > now]
+    overlapping = _not_used_up(overlapping, survey, listed, {row.id for row in new})
+    # Who else can have made each candidate: overlapping calls whose snapshots do not hold it,
+    # and (a rental another task instance named appeared while that one's call was unresolved)
+    # its namer, a rival whose call overlapped ours though its intent now reads as looked.
+    makers = {row.id: [rival for rival in overlapping if _could_make(rival, row)] for row in candidates}
+    named_by = {rid: mark.owner for rid, mark in named_here.items() if rid in ids_now}
+    overlapping = [rival for rival in overlapping if any(rival in who for who in makers.values())]
+    namers = set(named_by.values())
+    in_flight = [rival for rival in overlapping if (rival.until or now) + CLOCK_SKEW > now]
     if candidates and in_flight and not waited_out:
         return Wait(len(in_flight))
     if not candidates:
         return _nothing(lost_now, "no rental that can be this task's appeared since the snapshot")
-    ids = tuple(sorted(row.id for row in candidates))
+    ids = tuple(sorted(ids_now))
     current = {row.id for row in listed}
     vanished = {row.phone for row in record.snapshot if row.id not in current and row.phone}
     renewed = sorted(row.id for row in candidates if row.phone in vanished)
@@ -159,6 +176,15 @@ def _new_rental(
             return Adopt(_rental(candidates[0], record, candidates[0].hours), True, "the one new rental")
         return Ambiguous(
             ids, f"{len(ids)} rentals no other task instance holds appeared since: one may be this task's"
+        )
+    # A rental no unresolved call but ours can have made is ours; the others are left to theirs.
+    only_ours = [row for row in candidates if not makers[row.id] and row.id not in named_by]
+    if len(only_ours) == 1:
+        row = only_ours[0]
+        return Adopt(
+            _rental(row, record, row.hours),
+            True,
+            "the one new rental no other unresolved call can have made (their snapshots hold it)",
         )
     others = len(overlapping) + len(namers)
     if record.looked_at is not None and len(candidates) <= others:
@@ -221,5 +247,44 @@ def _renewal(record: Pending, listed: Sequence[Listed], survey: Survey, lost_now
 def _overlap(
     start: datetime | None, end: datetime | None, ours_from: datetime, ours_to: datetime, now: datetime
 ) -> bool:
-    """Whether ``[start, end]`` (missing ends: now) meets ``[ours_from, ours_to]``."""
-    return (start or now) < ours_to and (end or now) > ours_from
+    """Whether ``[start, end]`` (missing ends: now) meets ``[ours_from, ours_to]``, the other's
+    times widened by :data:`CLOCK_SKEW` (they were read on another machine's clock)."""
+    return (start or now) - CLOCK_SKEW < ours_to and (end or now) + CLOCK_SKEW > ours_from
+
+
+def _could_make(rival: Intent, row: Listed) -> bool:
+    """Whether the rival's call can have made the rental of ``row``: not if its snapshot holds
+    the rental (it existed before), nor if its hours differ from those the rival asked for."""
+    if rival.snapshot is not None and row.id in rival.snapshot:
+        return False
+    return not (
+        rival.renewing is None and rival.rent_time is not None and row.hours not in (None, rival.rent_time)
+    )
+
+
+def _not_used_up(
+    rivals: Sequence[Intent], survey: Survey, listed: Sequence[Listed], ours: set[int]
+) -> list[Intent]:
+    """The rivals, less those that have a rental only they can have made: a call makes at most
+    one rental, so such a rival made that one and none of ours. Only rentals ours cannot be
+    (not new since our snapshot) and nobody claims count, and only rivals whose snapshots are
+    known, on a store that lists its claims (:attr:`Survey.claimed`)."""
+    if survey.claimed is None:
+        return list(rivals)
+    others = [row for row in listed if row.id not in ours and row.id not in survey.claimed | survey.held]
+    kept = []
+    for rival in rivals:
+        if rival.snapshot is None or rival.renewing is not None:
+            kept.append(rival)
+            continue
+        forced = any(
+            _could_make(rival, row)
+            and all(
+                other is rival or (other.snapshot is not None and not _could_make(other, row))
+                for other in survey.rivals
+            )
+            for row in others
+        )
+        if not forced:
+            kept.append(rival)
+    return kept

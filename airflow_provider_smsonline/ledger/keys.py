@@ -110,6 +110,12 @@ def named_key(account: str, rental_id: int) -> str:
     return f"{claim_prefix(account)}named__{rental_id}"
 
 
+def namer_key(account: str, rental_id: int, record_key: str) -> str:
+    """``rental_id`` was named in the failure of the record named ``record_key``: one per namer,
+    so two failures naming one rental at once never overwrite each other's mark."""
+    return f"{named_key(account, rental_id)}__{_digest_text(record_key, 24)}"
+
+
 def intent_prefix(account: str) -> str:
     """The start of every intent on ``account``."""
     return f"{claim_prefix(account)}pending__"

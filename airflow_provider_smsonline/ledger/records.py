@@ -11,7 +11,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from airflow_provider_smsonline.protocol import Rental, RentListEntry
+from airflow_provider_smsonline.protocol import Activation, Rental, RentListEntry
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,42 @@ Record = Pending | Done
 
 
 @dataclass(frozen=True)
+class ActivationPending:
+    """Written before getNumber; its outcome is unknown until :class:`ActivationDone` replaces it.
+
+    :ivar started: when the call was about to be made (UTC).
+    :ivar until: when the call's window closes: it cannot be served after that.
+    :ivar snapshot: the ids getActiveActivations listed just before the call; ``None`` when it
+        could not be read (then a lost answer cannot be reconciled).
+    :ivar service: the service code asked for.
+    :ivar country: the country code asked for.
+    """
+
+    started: datetime
+    until: datetime
+    snapshot: tuple[int, ...] | None
+    service: str
+    country: int
+
+
+@dataclass(frozen=True)
+class ActivationDone:
+    """Written after getNumber: the activation it bought (or that was found to be its own).
+
+    :ivar activation: the activation (id and number).
+    :ivar claim: the claim Variable this record holds on it, if any.
+    """
+
+    activation: Activation
+    claim: str | None = None
+
+
+ActivationRecord = ActivationPending | ActivationDone
+#: The ``kind`` an activation record's JSON carries (the rent family's records carry none).
+ACTIVATION_KIND = "activation"
+
+
+@dataclass(frozen=True)
 class Intent:
     """Another task instance's charging call on the same account, announced while unresolved.
 
@@ -88,6 +124,10 @@ class Intent:
     :ivar until: when its call's window closes.
     :ivar looked_at: when it last looked after a lost answer and found nothing of its own.
     :ivar answered: the rental its call was answered with (noted before anything else).
+    :ivar snapshot: the rental ids its record's snapshot holds (read from its record; ``None``:
+        unknown). A rental in it existed before that call, so that call did not make it.
+    :ivar rent_time: the hours its call asked for (from its record; ``None``: unknown or default).
+    :ivar renewing: the rental its call renews (from its record), ``None`` for a new rental.
     """
 
     owner: str
@@ -95,6 +135,9 @@ class Intent:
     until: datetime | None = None
     looked_at: datetime | None = None
     answered: int | None = None
+    snapshot: frozenset[int] | None = None
+    rent_time: int | None = None
+    renewing: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,12 +162,14 @@ class Survey:
     :ivar named: rentals others named in an ambiguity, not claimed by anyone.
     :ivar rivals: others' unresolved calls (no answer noted).
     :ivar own_answer: the rental this record's own call was answered with, if that was noted.
+    :ivar claimed: every rental claimed on the account (``None``: the store cannot list them).
     """
 
     held: frozenset[int] = frozenset()
     named: Mapping[int, NamedMark] = field(default_factory=lambda: MappingProxyType({}))
     rivals: tuple[Intent, ...] = ()
     own_answer: int | None = None
+    claimed: frozenset[int] | None = None
 
 
 # ----------------------------------------------------------------------------- JSON forms
@@ -249,3 +294,51 @@ def named_from_json(data: Mapping[str, Any]) -> NamedMark | None:
     if not isinstance(owner, str):
         return None
     return NamedMark(owner, _when(data.get("appeared_after")), _when(data.get("appeared_by")))
+
+
+def activation_to_json(record: ActivationRecord, *, task: list[object], at: datetime) -> dict[str, Any]:
+    """An activation record's Variable value; ``task`` and ``at`` (when written) serve pruning."""
+    base: dict[str, Any] = {"kind": ACTIVATION_KIND, "task": task, "at": at.isoformat()}
+    if isinstance(record, ActivationDone):
+        return {**base, "state": "done", "activation": record.activation.to_xcom(), "claim": record.claim}
+    return {
+        **base,
+        "state": "pending",
+        "started": record.started.isoformat(),
+        "until": record.until.isoformat(),
+        "snapshot": list(record.snapshot) if record.snapshot is not None else None,
+        "service": record.service,
+        "country": record.country,
+    }
+
+
+def activation_from_json(data: Mapping[str, Any]) -> ActivationRecord | None:
+    """The activation record in a Variable's value; ``None`` for an empty value.
+
+    :raises ValueError: the value is not an activation record this version wrote.
+    """
+    if not data:
+        return None
+    state = data.get("state") if data.get("kind") == ACTIVATION_KIND else None
+    try:
+        if state == "done":
+            saved = data["activation"]
+            activation = Activation(id=int(saved["id"]), number=str(saved["number"]))
+            return ActivationDone(activation=activation, claim=data.get("claim") or None)
+        if state == "pending":
+            snapshot = data.get("snapshot")
+            started = datetime.fromisoformat(data["started"])
+            return ActivationPending(
+                started=started,
+                until=_when(data.get("until")) or started,
+                snapshot=(
+                    tuple(i for i in snapshot if isinstance(i, int) and not isinstance(i, bool))
+                    if isinstance(snapshot, list)
+                    else None
+                ),
+                service=str(data["service"]),
+                country=int(data["country"]),
+            )
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"not an activation record (state {state!r}, damaged)") from None
+    raise ValueError(f"not an activation record (kind {data.get('kind')!r}, state {data.get('state')!r})")

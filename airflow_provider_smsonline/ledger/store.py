@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +20,7 @@ from airflow_provider_smsonline.ledger.keys import (
     intent_prefix,
     is_intent_of,
     named_key,
+    namer_key,
 )
 from airflow_provider_smsonline.ledger.records import (
     Intent,
@@ -242,11 +243,35 @@ class ChargeLedger:
         """Mark rentals nobody claims as named by this run's ambiguity; returns the marks."""
         marks = []
         for rental_id in rental_ids:
+            if self.store.get(claim_key(account, rental_id)):
+                continue
+            value = named_to_json(self.key, appeared_after, appeared_by)
+            # This run's own mark, which no other namer writes; then the shared one, read where
+            # Variables cannot be listed (there two namers at once can overwrite each other).
+            own = namer_key(account, rental_id, self.key)
+            self.store.set(own, value)
+            marks.append(own)
             key = named_key(account, rental_id)
-            if not self.store.get(key) and not self.store.get(claim_key(account, rental_id)):
-                self.store.set(key, named_to_json(self.key, appeared_after, appeared_by))
+            if not self.store.get(key):
+                self.store.set(key, value)
                 marks.append(key)
         return marks
+
+    def _with_record(self, intent: Intent) -> Intent:
+        """``intent`` with what its owner's record says of the call: its snapshot, hours and
+        renewal (a rental in its snapshot was not made by that call)."""
+        try:
+            record = record_from_json(self.store.get(intent.owner))
+        except ValueError:
+            return intent
+        if not isinstance(record, Pending) or record.started != intent.started:
+            return intent  # done, gone or a newer call: its claim or next intent tells the rest
+        return replace(
+            intent,
+            snapshot=frozenset(row.id for row in record.snapshot),
+            rent_time=record.rent_time,
+            renewing=record.renewing,
+        )
 
     def survey(self, account: str, rental_ids: Iterable[int]) -> Survey:
         """What others say about ``rental_ids``: held (claimed, or answered to their calls),
@@ -272,7 +297,7 @@ class ChargeLedger:
                 if intent.answered is not None:
                     held.add(intent.answered)  # its call was answered: that rental is its own
                 else:
-                    rivals.append(intent)
+                    rivals.append(self._with_record(intent))
             listed = self.store.keys(claim_prefix(account))
         present = set(listed) if listed is not None else None
         named: dict[int, NamedMark] = {}
@@ -286,8 +311,27 @@ class ChargeLedger:
                 held.add(rental_id)
                 continue
             mark_key = named_key(account, rental_id)
-            if present is None or mark_key in present:
-                mark = named_from_json(self.store.get(mark_key))
-                if mark is not None and mark.owner != self.key:
-                    named[rental_id] = mark
-        return Survey(held=frozenset(held & wanted), named=named, rivals=tuple(rivals), own_answer=own)
+            keys = (
+                [mark_key]
+                if present is None
+                else sorted(key for key in present if key == mark_key or key.startswith(mark_key + "__"))
+            )
+            marks = [named_from_json(self.store.get(key)) for key in keys]
+            others = [mark for mark in marks if mark is not None and mark.owner != self.key]
+            if others:
+                named[rental_id] = _merged(others)
+        claimed = None
+        if present is not None:
+            start = len(claim_prefix(account))
+            claimed = frozenset(int(key[start:]) for key in present if key[start:].isdigit())
+        return Survey(
+            held=frozenset(held & wanted), named=named, rivals=tuple(rivals), own_answer=own, claimed=claimed
+        )
+
+
+def _merged(marks: list[NamedMark]) -> NamedMark:
+    """One mark for a rental several failures named: the first namer, and the widest time in
+    which it appeared (a wider one overlaps more calls, which only makes reconciliation warier)."""
+    afters = [mark.appeared_after for mark in marks if mark.appeared_after is not None]
+    bys = [mark.appeared_by for mark in marks if mark.appeared_by is not None]
+    return NamedMark(marks[0].owner, min(afters, default=None), max(bys, default=None))

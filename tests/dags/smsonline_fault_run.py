@@ -13,6 +13,12 @@ No SMS is delivered in a fault run, so nothing is ever posted there (port 9, dis
 Once every ``rent`` task instance has ended, ``renew`` task instance ``i`` (for the first
 ``SMSONLINE_FAULT_RENEWALS`` slots, default a quarter) renews the rental of ``rent`` task
 instance ``i``, or is skipped when that one has none.
+
+``SMSONLINE_FAULT_POOL``, when set, puts every charging task instance in that Airflow pool
+(one pool per account: with one slot, one charging call at a time on the account).
+
+``SMSONLINE_FAULT_ACTIVATIONS`` (default 0) adds that many ``activate`` task instances: a
+mapped ActivateNumberOperator buying activations on the same account, beside the rentals.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ from typing import Any
 
 from airflow.sdk import DAG
 
+from airflow_provider_smsonline.operators.activation import ActivateNumberOperator
 from airflow_provider_smsonline.operators.rent import ContinueRentOperator, RentNumberOperator
 
 #: The per-task-instance webhook URL prefix; the slot number is the map index.
 SLOT_URL = "http://127.0.0.1:9/fault-run/slot/"
 TASKS = int(os.environ.get("SMSONLINE_FAULT_TASKS", "10"))
 RETRIES = int(os.environ.get("SMSONLINE_FAULT_RETRIES", "3"))
+ACTIVATIONS = int(os.environ.get("SMSONLINE_FAULT_ACTIVATIONS", "0"))
+#: The pool of the account's charging task instances; Airflow's default pool when unset.
+POOL = os.environ.get("SMSONLINE_FAULT_POOL") or "default_pool"
 RENEWALS = min(TASKS, int(os.environ.get("SMSONLINE_FAULT_RENEWALS", str(TASKS // 4))))
 
 
@@ -56,6 +66,7 @@ with DAG(
         rent_time=4,
         retries=RETRIES,
         retry_delay=timedelta(0),
+        pool=POOL,
     ).expand(webhook_url=[f"{SLOT_URL}{slot}" for slot in range(TASKS)])
     if RENEWALS:
         renew = RenewIfRented.partial(
@@ -64,6 +75,7 @@ with DAG(
             retries=RETRIES,
             retry_delay=timedelta(0),
             trigger_rule="all_done",
+            pool=POOL,
         ).expand(
             rent_id=[
                 f"{{{{ ti.xcom_pull(task_ids='rent', map_indexes={slot}, key='id') }}}}"
@@ -71,3 +83,12 @@ with DAG(
             ]
         )
         rent >> renew
+    if ACTIVATIONS:
+        ActivateNumberOperator.partial(
+            task_id="activate",
+            service="tg",
+            retries=RETRIES,
+            retry_delay=timedelta(0),
+            cancel_on_failure=False,
+            pool=POOL,
+        ).expand(country=[slot % 2 for slot in range(ACTIVATIONS)])
