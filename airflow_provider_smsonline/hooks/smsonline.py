@@ -24,11 +24,6 @@ from airflow_provider_smsonline.exceptions import (
     TransportError,
 )
 from airflow_provider_smsonline.policy import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_READ_RETRIES,
-    DEFAULT_RETRY_BACKOFF,
-    DEFAULT_TIMEOUT,
     ClientConfig,
     build_endpoint,
 )
@@ -37,11 +32,6 @@ if TYPE_CHECKING:
     import requests
 
 __all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "DEFAULT_READ_RETRIES",
-    "DEFAULT_RETRY_BACKOFF",
-    "DEFAULT_TIMEOUT",
     "EARLY_CANCEL_RETRY",
     "EARLY_CANCEL_WAIT",
     "SmsOnlineHook",

@@ -30,8 +30,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from airflow_provider_smsonline.exceptions import ActivationNotFoundError, OutcomeUnknownError, SmsOnlineError
-from airflow_provider_smsonline.ledger.charge import WINDOW_MARGIN, ChargeAmbiguousError, account_of
+from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
+from airflow_provider_smsonline.ledger.charge import (
+    WINDOW_MARGIN,
+    ChargeAmbiguousError,
+    account_of,
+    call_or_reconcile,
+)
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
     ActivationPending,
@@ -113,7 +118,7 @@ def buy_once(
         if found is not None:
             return found, False
     elif isinstance(record, ActivationPending):
-        found = _settle(ledger, hook, account, record, lost_now=False, service=service, country=country)
+        found = _reconcile(ledger, hook, account, record, lost_now=False, service=service, country=country)
         if found is not None:
             return found, False
     try:
@@ -133,21 +138,14 @@ def buy_once(
         country=country,
     )
     _write(ledger, pending)
-    if record is None:
-        try:
-            ledger.prune()
-        except Exception:  # housekeeping: a failure only leaves old records behind
-            log.warning("Could not prune the charge ledger's older records", exc_info=True)
-    try:
-        activation = buy()
-    except OutcomeUnknownError:
-        found = _settle(ledger, hook, account, pending, lost_now=True, service=service, country=country)
-        if found is not None:
-            return found, True
-        raise
-    except SmsOnlineError:
-        ledger.write(None)  # the API refused explicitly: nothing was bought
-        raise
+    ledger.prune_on_first_try(record)
+    activation, recovered = call_or_reconcile(
+        ledger,
+        buy,
+        lambda: _reconcile(ledger, hook, account, pending, lost_now=True, service=service, country=country),
+    )
+    if recovered:
+        return activation, True
     _done(ledger, account, activation)
     return activation, True
 
@@ -179,7 +177,7 @@ def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, record: ActivationDone) ->
     return activation
 
 
-def _settle(
+def _reconcile(
     ledger: ChargeLedger,
     hook: SmsOnlineHook,
     account: str,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
 from airflow_provider_smsonline.ledger.decide import (
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.protocol import Rental
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Seconds added to a call's connect and read timeouts for its window (server work, clock skew).
@@ -80,7 +81,7 @@ def charge_once(
     if isinstance(record, Pending):
         record = _after_window(ledger, record)
     if record is not None:
-        found = _settle(ledger, hook, account, record, lost_now=False)
+        found = _reconcile(ledger, hook, account, record, lost_now=False)
         if found is not None:
             return found, False
     started = _now()
@@ -93,27 +94,37 @@ def charge_once(
         intent=ledger.intent_key(account),
     )
     ledger.write(pending)
-    if record is None:  # the run's first charging try: retries need not look again
-        try:
-            ledger.prune()
-        except Exception:  # housekeeping: a failure only leaves old records behind
-            log.warning("Could not prune the charge ledger's older records", exc_info=True)
+    ledger.prune_on_first_try(record)
+    rental, recovered = call_or_reconcile(
+        ledger, charge, lambda: _reconcile(ledger, hook, account, pending, lost_now=True)
+    )
+    if recovered:
+        return rental, True
+    # Noted first: it keeps other task instances' reconciliation off this rental.
+    ledger.answered(pending, rental.id)
+    claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
+    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim))
+    return rental, True
+
+
+def call_or_reconcile(
+    ledger: ChargeLedger, call: Callable[[], T], reconcile: Callable[[], T | None]
+) -> tuple[T, bool]:
+    """Make a charging call whose pending record is written: what it bought (and ``False``), or,
+    when its answer was lost, what ``reconcile`` found for it (and ``True``). A lost answer that
+    nothing explains stays :class:`OutcomeUnknownError` (the record stays for the next try); an
+    explicit refusal clears the record (nothing was charged)."""
     try:
-        rental = charge()
+        return call(), False
     except OutcomeUnknownError:
         # The answer is lost; the server may still have committed. Look once now.
-        found = _settle(ledger, hook, account, pending, lost_now=True)
+        found = reconcile()
         if found is not None:
             return found, True
         raise
     except SmsOnlineError:
         ledger.write(None)  # the API refused explicitly: nothing was charged
         raise
-    # Noted first: it keeps other task instances' reconciliation off this rental.
-    ledger.answered(pending, rental.id)
-    claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
-    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim))
-    return rental, True
 
 
 def _now() -> datetime:
@@ -147,7 +158,7 @@ def _listed(hook: SmsOnlineHook) -> tuple[Listed, ...]:
     return tuple(Listed.of(entry) for entry in hook.get_rent_list())
 
 
-def _settle(
+def _reconcile(
     ledger: ChargeLedger, hook: SmsOnlineHook, account: str, record: Record, *, lost_now: bool
 ) -> Rental | None:
     """Act on the record of an earlier try (or of this try's lost call): the rental found, or

@@ -170,6 +170,17 @@ class ChargeLedger:
         if record.intent:
             self.store.set(record.intent, intent_to_json(self.key, record, answered=rental_id))
 
+    def prune_on_first_try(self, record: object) -> None:
+        """Prune (see :meth:`prune`) when ``record`` is ``None``, the run's first charging try
+        (retries need not look again); a failure is logged, never raised: it only leaves old
+        records behind."""
+        if record is not None:
+            return
+        try:
+            self.prune()
+        except Exception:
+            log.warning("Could not prune the charge ledger's older records", exc_info=True)
+
     def prune(self) -> int:
         """Delete this task instance's records beyond the newest :data:`RUNS_KEPT` (by last
         write), with what they own; returns how many went."""
