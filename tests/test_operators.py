@@ -482,3 +482,19 @@ def test_cancel_rent_after_the_refund_window_finishes_instead_when_asked(
     )
     CancelRentOperator(task_id="cancel", rent_id=1049, finish_if_too_late=True).execute(context)
     assert [sent_query(r)["status"] for r in requests_mock.request_history] == ["2", "1"]
+
+
+def test_default_args_fill_the_arguments_every_operator_and_sensor_inherits() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_smsonline.operators.activation import ActivateNumberOperator
+    from airflow_provider_smsonline.sensors.rent import RentSmsSensor
+
+    defaults = {"smsonline_conn_id": "smsonline_prod", "max_price": 5, "poll_interval": 3, "country": 7}
+    with DAG(dag_id="defaults", schedule=None, default_args=defaults):
+        rent = RentNumberOperator(task_id="rent", service="tg")
+        activate = ActivateNumberOperator(task_id="activate", service="tg")
+        wait = RentSmsSensor(task_id="wait", rent_id=1)
+    assert (rent.smsonline_conn_id, rent.max_price, rent.country) == ("smsonline_prod", 5, 7)
+    assert (activate.smsonline_conn_id, activate.max_price, activate.country) == ("smsonline_prod", 5, 7)
+    assert (wait.smsonline_conn_id, wait.poll_interval) == ("smsonline_prod", 3.0)
