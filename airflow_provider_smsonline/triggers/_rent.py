@@ -23,6 +23,7 @@ from airflow_provider_smsonline.validation import (
     validate_poll_interval,
     validate_rent_id,
 )
+from airflow_provider_smsonline.webhook.news import wait_for_news
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -177,7 +178,7 @@ class RentSmsTrigger(BaseTrigger):
                     message = f"rental {self.rent_id} ended at {self.end_date} before a matching SMS arrived"
                     return self._event("expired", message, "ended")
                 failures = 0
-                await _sleep(self._next_poll_delay())
+                await wait_for_news(self.rent_id, self._next_poll_delay(), sleep=_sleep)
 
     async def _check(self, client: AsyncSmsOnlineClient) -> SmsMatch | None:
         """One check: the newest pages, as the shared walk asks for them."""

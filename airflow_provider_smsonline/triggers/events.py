@@ -49,6 +49,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow_provider_smsonline.protocol import MAX_PAGES, PAGE_SIZE, find_sms_match, fingerprint
 from airflow_provider_smsonline.triggers._rent import MAX_BACKOFF
 from airflow_provider_smsonline.validation import validate_pattern, validate_poll_interval, validate_rent_id
+from airflow_provider_smsonline.webhook.news import wait_for_news
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -379,7 +380,7 @@ class SmsReceivedTrigger(BaseEventTrigger):
                 if watch.known is None:
                     watch.known, resumed = await self._start(client)
                     if not resumed:  # nothing can be new yet
-                        await _sleep(self._jittered(self.poll_interval))
+                        await wait_for_news(self.rent_id, self._jittered(self.poll_interval), sleep=_sleep)
                         continue
                 fresh, newest = await self._check(client, watch.known)
             except RentalExpiredError as error:
@@ -416,7 +417,9 @@ class SmsReceivedTrigger(BaseEventTrigger):
                     await _sleep(SETTLE_SECONDS)
                 watch.known = newest
                 watch.unsaved = not await self._save(newest)
-            await _sleep(self._jittered(self.poll_interval))
+            await wait_for_news(
+                self.rent_id, self._jittered(self.poll_interval), found=bool(fresh), sleep=_sleep
+            )
 
     async def _start(self, client: AsyncSmsOnlineClient) -> tuple[list[str], bool]:
         """The fingerprints accounted for, and whether they come from the record (else they are
