@@ -63,8 +63,12 @@ class Hint:
     at: float
 
 
-def decode_hints(document: Any) -> tuple[int, list[Hint]]:
-    """The ``seq`` and the hints of a hint document (anything unreadable: ``(0, [])``)."""
+def decode_hints(document: Any, after: int | None = None) -> tuple[int, list[Hint]]:
+    """The ``seq`` and the hints of a hint document (anything unreadable: ``(0, [])``).
+
+    :param after: only the hints above this ``seq`` (read from the newest end: a reader that
+        keeps up decodes a few rows, not the whole ring).
+    """
     if not isinstance(document, dict):
         return 0, []
     seq = document.get("seq")
@@ -72,13 +76,16 @@ def decode_hints(document: Any) -> tuple[int, list[Hint]]:
     if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(rows, list):
         return 0, []
     hints = []
-    for row in rows:
+    for row in reversed(rows):
         if (
             isinstance(row, list)
             and len(row) == 3
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
         ):
+            if after is not None and row[0] <= after:
+                break
             hints.append(Hint(int(row[0]), int(row[1]), float(row[2])))
+    hints.reverse()
     return seq, hints
 
 

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from airflow_provider_smsonline.webhook.hints import HINTS_KEY, decode_hints
+from airflow_provider_smsonline.webhook.hints import HINT_RING, HINTS_KEY, decode_hints
 
 __all__ = [
     "FIRST_READ_WINDOW",
@@ -173,13 +173,15 @@ class HintReader:
 
     def apply(self, document: Any, now: float | None = None) -> list[int]:
         """Wake the waits on the rentals of the hints not applied yet; the rentals woken."""
-        seq, hints = decode_hints(document)
+        seq, hints = decode_hints(document, after=self._last_seq)
         wall = time.time() if now is None else now
         if self._last_seq is None or seq < self._last_seq:  # first read, or the Variable started over
+            if self._last_seq is not None:
+                seq, hints = decode_hints(document)
             fresh = [h for h in hints if h.at >= wall - FIRST_READ_WINDOW]
         else:
-            fresh = [h for h in hints if h.seq > self._last_seq]
-            if hints and hints[0].seq > self._last_seq + 1:
+            fresh = hints
+            if len(hints) >= HINT_RING and hints[0].seq > self._last_seq + 1:
                 self._warn("more hints came between two reads than the Variable keeps; the waits poll")
         self._last_seq = seq
         woken = []
@@ -223,13 +225,17 @@ class HintReader:
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HintReader] = weakref.WeakKeyDictionary()
 _enabled: bool | None = None
 _source: Source | None = None
+_interval: float = READ_INTERVAL
 
 
-def configure(enabled: bool | None = None, source: Source | None = None) -> None:
-    """Turn push on or off in this process (``None``: from ``[smsonline] webhook_secret``), and
-    choose where hints are read from (``None``: the Airflow Variable). Forgets existing readers."""
-    global _enabled, _source
-    _enabled, _source = enabled, source
+def configure(
+    enabled: bool | None = None, source: Source | None = None, interval: float = READ_INTERVAL
+) -> None:
+    """Turn push on or off in this process (``None``: from ``[smsonline] webhook_secret``),
+    choose where hints are read from (``None``: the Airflow Variable) and how often. Forgets
+    existing readers."""
+    global _enabled, _source, _interval
+    _enabled, _source, _interval = enabled, source, interval
     _readers.clear()
 
 
@@ -249,7 +255,7 @@ def reader() -> HintReader | None:
     loop = asyncio.get_running_loop()
     shared = _readers.get(loop)
     if shared is None:
-        shared = _readers[loop] = HintReader(_source or _variable_source)
+        shared = _readers[loop] = HintReader(_source or _variable_source, _interval)
     return shared
 
 
