@@ -111,8 +111,7 @@ def post(
 
     async def receive() -> dict[str, Any]:
         nonlocal read
-        if delay:
-            await asyncio.sleep(delay)
+        await asyncio.sleep(delay)  # a network read yields to the loop
         chunk = next(stream, None)
         if chunk is None:
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -289,6 +288,27 @@ def test_install_masks_the_access_loggers_of_this_process(caplog: pytest.LogCapt
     logging.getLogger("uvicorn.access").info('%s - "%s %s"', "x", "POST", f"/smsonline/webhook/{TOKEN}")
     logging.getLogger("uvicorn.error").info("Exception in ASGI application at /smsonline/webhook/%s", TOKEN)
     assert TOKEN not in caplog.text and caplog.text.count("/smsonline/webhook/***") == 2
+
+
+def test_install_masks_airflows_structlog_access_events_even_of_loggers_bound_before() -> None:
+    import structlog
+
+    captured: list[dict[str, Any]] = []
+
+    def capture(logger: Any, method: str, event_dict: Any) -> Any:
+        captured.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    before = structlog.get_config()
+    structlog.configure(processors=[capture], cache_logger_on_first_use=True)
+    try:
+        access = structlog.get_logger(logger_name="http.access")
+        access.info("request finished", path="/warm-up")  # bound and cached before the plugin loads
+        install([TOKEN])
+        access.info("request finished", path=f"/smsonline/webhook/{TOKEN}", status_code=200)
+    finally:
+        structlog.configure(**before)
+    assert captured[-1]["path"] == "/smsonline/webhook/***"
 
 
 # ----------------------------------------------------------------------------- the hint document, the writer
