@@ -595,3 +595,52 @@ def test_the_sandbox_command_line_has_the_switch() -> None:
 
 def test_the_module_keeps_its_public_names() -> None:
     assert callable(webhook.webhook_url) and hints_module.HINTS_KEY == "smsonline_webhook_hints"
+
+
+# ------------------------------------------------------------------------ RentNumberOperator(webhook=True)
+
+RENTAL = {
+    "status": "success",
+    "phone": {"id": 1049, "endDate": "2025-05-10T12:34:56", "number": "79999876543"},
+}
+
+
+@pytest.fixture
+def op_context(task_instance: Any, memory_variables: dict[str, object], smsonline_conn: str) -> Any:
+    return {"ti": task_instance}
+
+
+def test_webhook_true_sends_this_airflows_webhook_url_to_get_rent_number(
+    op_context: Any, requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_smsonline.operators.rent import RentNumberOperator
+    from tests.conftest import action_url, sent_query
+
+    monkeypatch.setenv("AIRFLOW__SMSONLINE__WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://af.example.com")
+    requests_mock.get(action_url("getRentList"), text=json.dumps({"status": "success", "values": []}))
+    rent_call = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
+    RentNumberOperator(task_id="rent", service="tg", country=0, webhook=True).execute(op_context)
+    assert sent_query(rent_call.last_request)["url"] == f"https://af.example.com/smsonline/webhook/{TOKEN}"
+
+
+def test_webhook_true_without_a_secret_fails_without_retry_and_rents_nothing(
+    op_context: Any, requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_smsonline._compat import AirflowFailException
+    from airflow_provider_smsonline.operators.rent import RentNumberOperator
+
+    monkeypatch.delenv("AIRFLOW__SMSONLINE__WEBHOOK_SECRET", raising=False)
+    operator = RentNumberOperator(task_id="rent", service="tg", country=0, webhook=True)
+    with pytest.raises(AirflowFailException, match=r"webhook=True: \[smsonline\] webhook_secret is not set"):
+        operator.execute(op_context)
+    assert requests_mock.call_count == 0
+
+
+def test_webhook_true_with_a_webhook_url_is_refused_at_parse() -> None:
+    from airflow_provider_smsonline.operators.rent import RentNumberOperator
+
+    with pytest.raises(ValueError, match="webhook must be True or False, and True only without webhook_url"):
+        RentNumberOperator(
+            task_id="r", service="tg", country=0, webhook=True, webhook_url="https://x.example/h"
+        )

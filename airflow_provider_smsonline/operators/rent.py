@@ -196,6 +196,10 @@ class RentNumberOperator(_ChargingOperator):
     :param rent_time: hours: 4, 8, 12, 24, 72, 168, 360, 720 or 2160; ``None`` for the
         server's default (templated).
     :param webhook_url: http(s) URL that receives each SMS (templated).
+    :param webhook: ``True``: SMS.online posts each SMS to this Airflow's own receiver
+        (:func:`~airflow_provider_smsonline.webhook.webhook_url`, built when the task runs from
+        ``[smsonline] webhook_secret`` and ``[api] base_url``), which wakes the waits on the
+        rental at once. Not with ``webhook_url``.
     :param max_price: the most the rental may cost, e.g. ``100``; ``None``: no limit (templated).
         The price is looked up first (getRentPrices for ``rent_time``); above the limit nothing
         is rented and the task fails without retry, naming the price and the limit. getRentNumber
@@ -223,10 +227,16 @@ class RentNumberOperator(_ChargingOperator):
         operator: str | None = None,
         rent_time: int | str | None = None,
         webhook_url: str | None = None,
+        webhook: bool = False,
         max_price: float | str | Decimal | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
+            raise ValueError(
+                f"webhook must be True or False, and True only without webhook_url, got {webhook!r}"
+            )
+        self.webhook = webhook
         self.service = service
         self.country = country
         self.operator = operator
@@ -247,6 +257,8 @@ class RentNumberOperator(_ChargingOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         args = self._rendered()
+        if self.webhook:
+            args["webhook_url"] = _own_webhook_url(self.task_id)
         limit = args.pop("max_price")
         hook = self.hook()
         with hook:
@@ -291,6 +303,17 @@ class RentNumberOperator(_ChargingOperator):
             raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
         ChargeLedger.for_context(context).write(None)
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
+
+
+def _own_webhook_url(task_id: str) -> str:
+    """This Airflow's webhook URL, or a failure without retry naming the missing setting."""
+    from airflow_provider_smsonline._compat import AirflowFailException
+    from airflow_provider_smsonline.webhook import WebhookConfigError, webhook_url
+
+    try:
+        return webhook_url()
+    except WebhookConfigError as error:
+        raise AirflowFailException(f"{task_id}: webhook=True: {error}; nothing was rented") from None
 
 
 class ContinueRentOperator(_ChargingOperator):
