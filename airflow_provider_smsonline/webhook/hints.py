@@ -45,6 +45,8 @@ HINT_RING = 2000
 FLUSH_INTERVAL = 0.5
 #: Distinct rentals one worker holds between two writes; beyond, a webhook is refused (429).
 MAX_PENDING = 1000
+#: Writes of one batch before its hints are given up (the waits' poll then finds the SMS).
+WRITE_ATTEMPTS = 3
 #: The Variable's description, for whoever lists Variables.
 DESCRIPTION = (
     "airflow-provider-smsonline: rentals SMS.online's webhook said have news (ids only), read by "
@@ -176,19 +178,25 @@ class HintWriter:
         return len(self._pending)
 
     async def _flush(self) -> None:
+        failed_in_a_row = 0
         while self._pending:
             batch, self._pending = self._pending, set()
             try:
                 await asyncio.to_thread(self.store.add, batch, time.time())
                 self.writes += 1
-            except Exception as error:  # the poll still finds these SMS; never raise into the loop
+                failed_in_a_row = 0
+            except Exception as error:  # never raise into the loop
                 self.failures += 1
-                log.warning(
-                    "Could not record webhook hints for %d rental(s) (%s); their waits find the SMS "
-                    "at their next poll",
-                    len(batch),
-                    type(error).__name__,
-                )
+                failed_in_a_row += 1
+                if failed_in_a_row < WRITE_ATTEMPTS:  # e.g. a locked database: try again
+                    self._pending |= batch
+                else:  # the poll still finds these SMS
+                    log.warning(
+                        "Could not record webhook hints for %d rental(s) (%s); their waits find the "
+                        "SMS at their next poll",
+                        len(batch),
+                        type(error).__name__,
+                    )
             await asyncio.sleep(self.interval)
 
     async def drain(self) -> None:
