@@ -37,6 +37,8 @@ from typing import Any
 from benchmarks.common import ROOT, Row, SandboxProcess, Spread, child_env, connection_json, rent_numbers
 
 CONN_ID = "smsonline_bench"
+#: Starts the watch process's measurement lines (its other lines are the watches' logs).
+MARK = "@@bench "
 #: Seconds with no SMS, on which the CPU and the reads between SMS are judged.
 IDLE = 20.0
 #: SMS a second across all watched rentals (a busy fleet: 170,000 a day).
@@ -115,13 +117,14 @@ async def _watch_all(ids: list[int], push: bool, poll: float, db: str) -> None:
     async def watch(rent_id: int) -> None:
         trigger = SmsReceivedTrigger(rent_id=rent_id, smsonline_conn_id=CONN_ID, poll_interval=poll)
         async for _event in trigger.run():
-            print(json.dumps({"event": rent_id, "t": time.time()}), flush=True)
+            print(MARK + json.dumps({"event": rent_id, "t": time.time()}), flush=True)
 
     for rent_id in ids:  # spread over a second, as deferred waits reach a triggerer one by one
         asyncio.get_running_loop().create_task(watch(rent_id))
         await asyncio.sleep(1.0 / len(ids))
     while True:
-        print(json.dumps({"t": time.time(), "cpu": time.process_time(), "reads": source.reads}), flush=True)
+        sample = {"t": time.time(), "cpu": time.process_time(), "reads": source.reads}
+        print(MARK + json.dumps(sample), flush=True)
         await asyncio.sleep(1.0)
 
 
@@ -156,7 +159,9 @@ def _pass(sandbox: SandboxProcess, ids: list[int], push: bool, poll: float, work
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            item = json.loads(line)
+            if not line.startswith(MARK):  # the watches' own log lines
+                continue
+            item = json.loads(line[len(MARK) :])
             if "event" in item:
                 fired.setdefault(item["event"], item["t"])
             else:
