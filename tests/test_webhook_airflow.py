@@ -208,5 +208,6 @@ def test_webhooks_through_the_api_server_fire_the_watch_at_once_and_the_poll_cat
     assert sorted(handled) == sorted(p["sms_id"] for p in pushed_events + polled_events)
     assert hints and "111111" not in hints[0][0]  # ids only, no SMS text
     assert token.encode() not in logs and SECRET.encode() not in logs
-    assert b"/smsonline/webhook/***" in logs  # the access log printed the path, masked
+    # The access log printed the path, masked (Airflow 3.1's uvicorn log URL-quotes it).
+    assert b"/smsonline/webhook/***" in logs or b"/smsonline/webhook/%2A%2A%2A" in logs
     assert_no_key(logs)
