@@ -106,6 +106,7 @@ class _Records:
 
 
 async def _watch_all(ids: list[int], push: bool, poll: float, db: str) -> None:
+    from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
     from airflow_provider_smsonline.triggers import events
     from airflow_provider_smsonline.triggers.events import SmsReceivedTrigger
     from airflow_provider_smsonline.webhook import news
@@ -113,6 +114,15 @@ async def _watch_all(ids: list[int], push: bool, poll: float, db: str) -> None:
     source = SqliteHints(db)
     events._records = _Records()
     news.configure(enabled=push, source=source)
+    calls = 0
+    get_rent_status = AsyncSmsOnlineClient.get_rent_status
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:  # getRentStatus calls, counted here
+        nonlocal calls
+        calls += 1
+        return await get_rent_status(self, *args, **kwargs)
+
+    AsyncSmsOnlineClient.get_rent_status = counted  # type: ignore[method-assign]
 
     async def watch(rent_id: int) -> None:
         trigger = SmsReceivedTrigger(rent_id=rent_id, smsonline_conn_id=CONN_ID, poll_interval=poll)
@@ -123,7 +133,7 @@ async def _watch_all(ids: list[int], push: bool, poll: float, db: str) -> None:
         asyncio.get_running_loop().create_task(watch(rent_id))
         await asyncio.sleep(1.0 / len(ids))
     while True:
-        sample = {"t": time.time(), "cpu": time.process_time(), "reads": source.reads}
+        sample = {"t": time.time(), "cpu": time.process_time(), "reads": source.reads, "calls": calls}
         print(MARK + json.dumps(sample), flush=True)
         await asyncio.sleep(1.0)
 
@@ -171,14 +181,18 @@ def _pass(sandbox: SandboxProcess, ids: list[int], push: bool, poll: float, work
     reader.start()
     try:
 
-        def polls() -> int:
-            return sum(sandbox.state()["polls"].get(str(i), 0) for i in ids)
+        def polls() -> int:  # getRentStatus calls so far, as the watch process counts them
+            time.sleep(1.1)
+            return int(samples[-1]["calls"]) if samples else 0
 
-        # Every watch took its baseline and is asleep (the polls stop growing).
-        deadline = time.monotonic() + 600
-        while polls() < len(ids) and time.monotonic() < deadline:
+        # Every watch took its baseline and is asleep: the calls reach N and stop growing.
+        deadline, last = time.monotonic() + 600, -1
+        while time.monotonic() < deadline:
             time.sleep(2)
-        time.sleep(5)
+            now = polls()
+            if now >= len(ids) and now == last:
+                break
+            last = now
         idle_from, calls_idle = time.time(), polls()
         time.sleep(IDLE)
         idle_to, calls_before = time.time(), polls()
