@@ -666,3 +666,45 @@ def test_webhook_true_with_a_webhook_url_is_refused_at_parse() -> None:
         RentNumberOperator(
             task_id="r", service="tg", country=0, webhook=True, webhook_url="https://x.example/h"
         )
+
+
+# ----------------------------------------------------------------------------- the hint Variable, for real
+
+
+@pytest.mark.airflow
+def test_two_writers_on_airflows_metadata_db_lose_no_hint(tmp_path: Any) -> None:
+    """Two api-server workers (two processes) writing hints at once into one Airflow's SQLite
+    metadata DB through the ORM: every hint is kept, each under its own seq."""
+    from airflow_provider_smsonline.testing import LocalAirflow
+
+    airflow = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path)
+    airflow.migrate()
+    code = (
+        "import sys, time\n"
+        "from airflow_provider_smsonline.webhook.hints import VariableHintStore\n"
+        "store, first = VariableHintStore(), int(sys.argv[1])\n"
+        "for n in range(first, first + 40):\n"
+        "    for attempt in range(5):\n"
+        "        try:\n"
+        "            store.add([n], time.time()); break\n"
+        "        except Exception:\n"
+        "            time.sleep(0.05)\n"
+        "    else:\n"
+        "        raise SystemExit('gave up on %d' % n)\n"
+    )
+    env = airflow.environ()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", code, str(first)], env=env, cwd=tmp_path)
+        for first in (0, 1000)
+    ]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    read = (  # through Airflow's model: the value is encrypted with the home's Fernet key
+        "from airflow.models.variable import Variable\n"
+        "from airflow.utils.session import create_session\n"
+        "with create_session() as s:\n"
+        "    print(s.query(Variable).filter(Variable.key == 'smsonline_webhook_hints').one().val)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=120)
+    seq, hints = decode_hints(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert seq == 80 and sorted(h.seq for h in hints) == list(range(1, 81))
+    assert sorted(h.rent_id for h in hints) == [*range(40), *range(1000, 1040)]

@@ -111,10 +111,11 @@ class HintStore(Protocol):
 class VariableHintStore:
     """Hints in the Airflow Variable :data:`HINTS_KEY`, through the api-server's ORM session.
 
-    Read-modify-write under ``SELECT … FOR UPDATE`` (a row lock on PostgreSQL and MySQL; SQLite
-    locks the whole database for the write), so that several api-server workers never lose each
-    other's hints. The first write creates the Variable; two workers creating it at once: the
-    loser's insert fails and it tries again, updating.
+    Read-modify-write under a row lock (a no-op ``UPDATE`` of the row, then ``SELECT … FOR
+    UPDATE``; on SQLite the UPDATE takes the database's write lock before the read), so that
+    several api-server workers never lose each other's hints. The first write creates the
+    Variable; two workers creating it at once: the loser's insert fails and it tries again,
+    updating.
     """
 
     def add(self, rent_ids: Collection[int], at: float) -> None:
@@ -130,6 +131,12 @@ class VariableHintStore:
         from airflow.utils.session import create_session
 
         with create_session() as session:
+            # A no-op UPDATE first: the write lock before the read. PostgreSQL and MySQL lock the row
+            # (as FOR UPDATE does); SQLite, whose driver would run a bare SELECT outside any
+            # transaction (two workers then lose each other's hints), takes its write lock.
+            session.query(Variable).filter(Variable.key == HINTS_KEY).update(
+                {Variable.key: Variable.key}, synchronize_session=False
+            )
             row = session.query(Variable).filter(Variable.key == HINTS_KEY).with_for_update().one_or_none()
             if row is None:
                 text = json.dumps(merge_hints(None, rent_ids, at), separators=(",", ":"))
