@@ -94,7 +94,7 @@ faults-pool: $(STAMP)
 faults-big: $(STAMP)
 	$(BIN)/python scripts/fault_run.py --tasks 1000 --fault-rate 0.3 --kills 10 --seed 11 --parallelism 4
 
-## bench: the benchmarks of docs/benchmarks.rst (~5 min; fetches providers-http for the comparisons into a
+## bench: the benchmarks of docs/benchmarks.rst (~8 min; fetches providers-http for the comparisons into a
 ## directory outside the venv); exits 1 when a target is missed
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -150,4 +150,25 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        # [smsonline]: read by the webhook receiver (api-server), webhook_url() and the triggerer.
+        "config": {
+            "smsonline": {
+                "description": "SMS.online provider: the webhook that wakes the waits on a rental at once.",
+                "options": {
+                    "webhook_secret": {
+                        "description": "Secret from which the webhook URL's token is derived "
+                        "(HMAC-SHA256; the URL never holds the secret). At least 16 characters. Set it "
+                        "on the api-server (which then mounts the receiver at /smsonline/webhook/), "
+                        "the triggerer (which then reads the webhook's hints) and wherever the URL is "
+                        "built (RentNumberOperator(webhook=True) on the workers). Empty: no webhook, "
+                        "the waits poll.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "a-long-random-string-from-secrets.token_urlsafe",
+                        "default": None,
+                        "sensitive": True,
+                    },
+                },
+            }
+        },
     }

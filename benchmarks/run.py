@@ -5,9 +5,10 @@
 
 Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``polls`` (CPU per
 poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
-in one event loop) and ``throughput`` (rentals per second). providers-http (and httpx, should
-Airflow not have brought it) are installed for the comparisons when missing, into a directory of
-their own outside the venv (``benchmarks/common.py``: ``DEPS``).
+in one event loop), ``throughput`` (rentals per second), ``activation_waits`` and ``push``
+(webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer CPU and DB reads).
+providers-http (and httpx, should Airflow not have brought it) are installed for the comparisons
+when missing, into a directory of their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ if str(ROOT) not in sys.path:  # run as a script: make the benchmarks package im
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smsonline-bench-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from benchmarks import activation_wait, call_overhead, parse_cost, poll_cost, throughput, waits  # noqa: E402
+from benchmarks import (  # noqa: E402
+    activation_wait,
+    call_overhead,
+    parse_cost,
+    poll_cost,
+    push,
+    throughput,
+    waits,
+)
 from benchmarks.common import Row, ensure_comparison_packages, machine, table  # noqa: E402
 
 BENCHMARKS = {
@@ -36,6 +45,7 @@ BENCHMARKS = {
     "waits": waits.run,
     "throughput": throughput.run,
     "activation_waits": activation_wait.run,
+    "push": push.run,
 }
 
 

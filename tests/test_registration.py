@@ -36,6 +36,8 @@ def structural_keys(value: object, parent: str = "") -> list[str]:
                 keys.append(key)
             if key == "schema":
                 continue  # JSON Schema keywords below
+            if key == "config":
+                continue  # Airflow's config schema: option names and their keys are snake_case
             keys.extend(structural_keys(child, key))
     elif isinstance(value, list):
         for child in value:

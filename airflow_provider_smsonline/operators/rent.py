@@ -67,6 +67,10 @@ class RentNumberOperator(_Renting, NewNumberOperator):
     :param rent_time: hours: 4, 8, 12, 24, 72, 168, 360, 720 or 2160; ``None`` for the
         server's default (templated).
     :param webhook_url: http(s) URL that receives each SMS (templated).
+    :param webhook: ``True``: SMS.online posts each SMS to this Airflow's own receiver
+        (:func:`~airflow_provider_smsonline.webhook.webhook_url`, built when the task runs from
+        ``[smsonline] webhook_secret`` and ``[api] base_url``), which wakes the waits on the
+        rental at once. Not with ``webhook_url``.
     :param max_price: the most the rental may cost, e.g. ``100``; ``None``: no limit (templated).
         The price is looked up first (getRentPrices for ``rent_time``); above the limit nothing
         is rented and the task fails without retry, naming the price and the limit. getRentNumber
@@ -87,12 +91,28 @@ class RentNumberOperator(_Renting, NewNumberOperator):
     )
 
     def __init__(
-        self, *, rent_time: int | str | None = None, webhook_url: str | None = None, **kwargs: Any
+        self,
+        *,
+        rent_time: int | str | None = None,
+        webhook_url: str | None = None,
+        webhook: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
+            raise ValueError(
+                f"webhook must be True or False, and True only without webhook_url, got {webhook!r}"
+            )
         self.rent_time = rent_time
         self.webhook_url = webhook_url
+        self.webhook = webhook
         self._check_at_parse()
+
+    def _rendered(self) -> dict[str, Any]:
+        args = super()._rendered()
+        if self.webhook:
+            args["webhook_url"] = _own_webhook_url(self.task_id)
+        return args
 
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
@@ -144,6 +164,17 @@ class RentNumberOperator(_Renting, NewNumberOperator):
             raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
         self._ledger(context).write(None)
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
+
+
+def _own_webhook_url(task_id: str) -> str:
+    """This Airflow's webhook URL, or a failure without retry naming the missing setting."""
+    # the receiver's package loads when a task runs, not at DAG parse
+    from airflow_provider_smsonline.webhook import WebhookConfigError, webhook_url
+
+    try:
+        return webhook_url()
+    except WebhookConfigError as error:
+        raise AirflowFailException(f"{task_id}: webhook=True: {error}; nothing was rented") from None
 
 
 class ContinueRentOperator(_Renting, ChargingOperator):

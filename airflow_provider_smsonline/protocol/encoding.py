@@ -46,11 +46,16 @@ def encode_balance(balance: Decimal) -> str:
 
 
 def encode_webhook(rent_id: int, sms: Sms) -> str:
-    """The webhook payload the server posts for one SMS."""
+    """The webhook payload the server posts for one SMS, exactly as SMS.online's page shows it:
+    ``{"rentId": 123456, "sms": {"phoneFrom": 79999999999, "text": ..., "date": ...}}``, the
+    sender a bare number when it is all digits, a string otherwise (a name such as ``Telegram``)."""
+    sender: int | str = (
+        int(sms.phone_from) if sms.phone_from.isascii() and sms.phone_from.isdigit() else sms.phone_from
+    )
     return json.dumps(
         {
             "rentId": rent_id,
-            "sms": {"phoneFrom": sms.phone_from, "text": sms.text, "date": format_sms_date(sms.date)},
+            "sms": {"phoneFrom": sender, "text": sms.text, "date": format_sms_date(sms.date)},
         }
     )
 

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a webhook post may take before it counts as failed",
     )
     parser.add_argument(
+        "--drop-webhooks",
+        action="store_true",
+        help="post no webhook (each counts as failed), as when SMS.online's post is lost: "
+        "proves that the waits' poll still finds the SMS",
+    )
+    parser.add_argument(
         "--utc-offset",
         type=_hours,
         default=DEFAULT_UTC_OFFSET,
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_timeout=args.webhook_timeout,
         utc_offset=args.utc_offset,
         documented_only=not args.rich,
+        drop_webhooks=args.drop_webhooks,
     )
     try:
         sandbox.start()

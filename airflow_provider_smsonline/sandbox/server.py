@@ -75,6 +75,8 @@ class Sandbox:
     :param after_answer: called with an :class:`Answered` after each API answer is written to the
         socket (in the server thread that sent it; keep it short). Not called when a fault
         withholds the answer (``reset_after_commit``, ``timeout_after_commit``).
+    :param drop_webhooks: post no webhook (each counts as failed, ``dropped``), as when SMS.online's
+        post is lost: the waits' poll must find the SMS. Settable later (``sandbox.drop_webhooks``).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Sandbox:
         after_answer: AfterAnswer | None = None,
         utc_offset: float = DEFAULT_UTC_OFFSET,
         documented_only: bool = True,
+        drop_webhooks: bool = False,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -113,8 +116,18 @@ class Sandbox:
             utc_offset=utc_offset,
             documented_only=documented_only,
         )
+        self.books.drop_webhooks = bool(drop_webhooks)
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def drop_webhooks(self) -> bool:
+        """Whether webhooks are dropped (see the constructor)."""
+        return self.books.drop_webhooks
+
+    @drop_webhooks.setter
+    def drop_webhooks(self, value: bool) -> None:
+        self.books.drop_webhooks = bool(value)
 
     def __repr__(self) -> str:  # never shows the key
         return f"Sandbox(url={self.url!r}, running={self.running})"

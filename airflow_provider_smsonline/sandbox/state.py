@@ -91,7 +91,12 @@ class SandboxState:
     :param documented_only: answer only the fields SMS.online's pages document
         (:data:`.documented.DOCUMENTED`, the default); ``False`` adds :data:`.documented.RICH_EXTRAS`.
     :raises ValueError: (a :class:`SandboxError`) naming the first bad argument.
+
+    :ivar drop_webhooks: when true, no webhook is posted (each is counted as failed, ``dropped``),
+        as when SMS.online's post is lost; the waits' poll must then find the SMS.
     """
+
+    drop_webhooks: bool = False
 
     def __init__(
         self,

@@ -27,7 +27,9 @@ def deliver_sms(
     What ``POST /sandbox/rentals/<id>/sms`` does; raises :class:`~.inputs.SandboxError` on refusal.
     """
     delivery = state.deliver_sms(rent_id, text, phone_from, service)
-    if delivery.webhook_url is not None:
+    if delivery.webhook_url is not None and state.drop_webhooks:
+        state.record_webhook(delivery, False, "dropped")  # lost on the way, as a post can be
+    elif delivery.webhook_url is not None:
         threading.Thread(
             target=_post_webhook,
             args=(state, delivery, webhook_timeout),

@@ -85,6 +85,9 @@ class RentSmsTrigger(PollingTrigger):
         self.seen = list(seen) if seen is not None else None
         self._last_check_ended = False
 
+    def _push_rental(self) -> int | None:
+        return self.rent_id
+
     def _kwargs(self) -> dict[str, Any]:
         return {"since": self.since, "end_date": self.end_date, "seen": self.seen}
 

@@ -24,6 +24,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_smsonline._compat import AirflowNotFoundException
 from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.validation import validate_moment, validate_pattern, validate_poll_interval
+from airflow_provider_smsonline.webhook.news import wait_for_news
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
@@ -75,6 +76,21 @@ class Polling:
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` before the next check."""
         await _sleep(seconds)
+
+    def _push_rental(self) -> int | None:
+        """The rental whose webhook hints cut the wait between two polls short (``None``: none)."""
+        return None
+
+    async def _pause_for_news(self, seconds: float, *, found: bool = False) -> None:
+        """The pause between two polls: ``seconds``, or less when SMS.online's webhook says the
+        rental has news (see :mod:`airflow_provider_smsonline.webhook.news`; without
+        ``[smsonline] webhook_secret`` it is :meth:`_pause`). ``found``: the last look found
+        something new."""
+        rent_id = self._push_rental()
+        if rent_id is None:
+            await _sleep(seconds)
+        else:
+            await wait_for_news(rent_id, seconds, found=found, sleep=_sleep)
 
     async def _open_client(self) -> AsyncSmsOnlineClient | str:
         """A client on the connection, or why there is none (a missing or invalid connection)."""
@@ -223,4 +239,4 @@ class PollingTrigger(Polling, BaseTrigger):
                 if done is not None:
                     return {self.id_field: self.subject_id, **done}
                 failures = 0
-                await self._pause(self._capped(self._next_delay()))
+                await self._pause_for_news(self._capped(self._next_delay()))

@@ -148,6 +148,9 @@ class SmsReceivedTrigger(Polling, BaseEventTrigger):
                 f"for as long as the asset is watched, got {poll_interval!r}"
             )
 
+    def _push_rental(self) -> int | None:
+        return self.rent_id
+
     @property
     def record_key(self) -> str:
         """The Airflow Variable holding this watch's record (see :func:`record_key`)."""
@@ -196,7 +199,7 @@ class SmsReceivedTrigger(Polling, BaseEventTrigger):
                 if watch.known is None:
                     watch.known, resumed = await self._start(client)
                     if not resumed:  # nothing can be new yet
-                        await self._pause(self._jittered(self.poll_interval))
+                        await self._pause_for_news(self._jittered(self.poll_interval))
                         continue
                 fresh, newest = await self._check(client, watch.known)
             except RentalExpiredError as error:
@@ -233,7 +236,7 @@ class SmsReceivedTrigger(Polling, BaseEventTrigger):
                     await self._pause(RECORD_DELAY)
                 watch.known = newest
                 watch.unsaved = not await self._save(newest)
-            await self._pause(self._jittered(self.poll_interval))
+            await self._pause_for_news(self._jittered(self.poll_interval), found=bool(fresh))
 
     async def _start(self, client: AsyncSmsOnlineClient) -> tuple[list[str], bool]:
         """The fingerprints accounted for, and whether they come from the record (else they are

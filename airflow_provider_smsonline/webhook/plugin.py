@@ -1,0 +1,70 @@
+# The Airflow plugin that mounts the webhook receiver on the api-server. Registered through the
+# `airflow.plugins` entry point (it loads whatever [core] lazy_discover_providers says), so every
+# Airflow process imports this module: it imports only AirflowPlugin (already loaded by whoever
+# loads plugins). The receiver is built the first time Airflow reads `fastapi_apps`, which only
+# the api-server does when it mounts plugin apps (and `airflow plugins`, which lists them).
+"""``SmsOnlineWebhookPlugin``: the webhook receiver under ``/smsonline`` on Airflow's api-server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+__all__ = ["SmsOnlineWebhookPlugin", "build_apps"]
+
+log = logging.getLogger(__name__)
+
+_built: list[dict[str, Any]] | None = None
+
+
+def build_apps(config: Any = None) -> list[dict[str, Any]]:
+    """The plugin's ``fastapi_apps``: the receiver, or nothing when no secret is configured.
+
+    Built once per process; installs the token's log masking in this process.
+    """
+    global _built
+    if _built is not None:
+        return _built
+    from airflow_provider_smsonline.webhook import (
+        URL_PREFIX,
+        WebhookConfigError,
+        configured_secret,
+        webhook_token,
+    )
+
+    secret = configured_secret(config)
+    if secret is None:
+        log.info("SMS.online webhook receiver not mounted: [smsonline] webhook_secret is not set")
+        _built = []
+        return _built
+    try:
+        token = webhook_token(secret)
+    except WebhookConfigError as error:
+        log.error("SMS.online webhook receiver not mounted: %s", error)
+        _built = []
+        return _built
+    from airflow_provider_smsonline.webhook import logmask
+    from airflow_provider_smsonline.webhook.hints import HintWriter, VariableHintStore
+    from airflow_provider_smsonline.webhook.receiver import WebhookReceiver
+
+    logmask.install([token, secret])
+    receiver = WebhookReceiver(token, HintWriter(VariableHintStore()))
+    _built = [{"app": receiver, "url_prefix": URL_PREFIX, "name": "SMS.online webhook"}]
+    return _built
+
+
+class SmsOnlineWebhookPlugin(AirflowPlugin):
+    """Mounts the SMS.online webhook receiver at ``/smsonline/webhook/<token>`` on the api-server.
+
+    Mount nothing else: the app has no Airflow authentication (the token in the path is the
+    credential), so expose only ``/smsonline/webhook/`` through your reverse proxy.
+    """
+
+    name = "smsonline_webhook"
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
+        """The receiver (built on first read), or ``[]`` without ``[smsonline] webhook_secret``."""
+        return build_apps()
