@@ -134,6 +134,31 @@ def wait_for(check: Any, seconds: float, what: str) -> Any:
     raise TimeoutError(f"{what} within {seconds:.0f} s")
 
 
+def check_plugin(airflow: Any) -> list[str]:
+    """The webhook receiver registers on this Airflow (the ``airflow.plugins`` entry point) and
+    its app is mounted at ``/smsonline`` once ``[smsonline] webhook_secret`` is set."""
+    env = airflow.environ()
+    env["AIRFLOW__SMSONLINE__WEBHOOK_SECRET"] = "matrix-webhook-secret-0123456789"
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "plugins", "-o", "json"],
+        env=env,
+        cwd=airflow.home,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        return [f"airflow plugins failed: {done.stderr[-500:]}"]
+    listed = json.loads(done.stdout[done.stdout.index("[") :]) if "[" in done.stdout else []
+    ours = [p for p in listed if p.get("name") == "smsonline_webhook"]
+    if not ours:
+        return [f"the webhook plugin is not listed: {done.stdout[-500:]}"]
+    if "/smsonline" not in json.dumps(ours[0]):
+        return [f"the webhook plugin mounts no /smsonline app: {ours[0]}"]
+    return []
+
+
 def run_with_triggerer(airflow: Any, dag_id: str, seconds: float = 420) -> dict[str, Any]:
     """Run ``dag_id`` as a deployment does: API server, scheduler, DAG processor and a real
     triggerer, whose trigger-runner subprocess talks to its supervisor over Airflow's socket
@@ -295,6 +320,9 @@ def main() -> int:
         started = time.monotonic()
         airflow.migrate()
         report["setup_seconds"] = round(time.monotonic() - started, 1)
+        plugin_problems = check_plugin(airflow)
+        report["problems"] += plugin_problems
+        print(f"  webhook plugin: {'OK' if not plugin_problems else plugin_problems}", flush=True)
         deliverer = Deliverer(sandbox)
         deliverer.start()
 
