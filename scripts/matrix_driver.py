@@ -322,7 +322,7 @@ def main() -> int:
         report["setup_seconds"] = round(time.monotonic() - started, 1)
         plugin_problems = check_plugin(airflow)
         report["problems"] += plugin_problems
-        print(f"  webhook plugin: {'OK' if not plugin_problems else plugin_problems}", flush=True)
+        print(f"  webhook plugin: {plugin_problems if plugin_problems else 'OK'}", flush=True)
         deliverer = Deliverer(sandbox)
         deliverer.start()
 
