@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "CONFIG_SECTION",
@@ -75,7 +76,7 @@ def webhook_token(secret: str) -> str:
 def configured_secret(config: Any = None) -> str | None:
     """``[smsonline] webhook_secret`` from Airflow's config (``None`` when unset or empty)."""
     if config is None:
-        from airflow_provider_smsonline._compat import conf as config
+        config = _airflow_conf()
     try:
         value = config.get(CONFIG_SECTION, "webhook_secret", fallback=None)
     except Exception:  # a section Airflow cannot read: treated as unset
@@ -93,8 +94,7 @@ def webhook_url(base_url: str | None = None) -> str:
     The token is registered with Airflow's log masker where one is running (a task), so the URL
     does not show in task logs.
     """
-    from airflow_provider_smsonline._compat import conf
-
+    conf = _airflow_conf()
     secret = configured_secret(conf)
     if secret is None:
         raise WebhookConfigError(
@@ -112,9 +112,15 @@ def webhook_url(base_url: str | None = None) -> str:
     return f"{base}{URL_PREFIX}{WEBHOOK_PATH}{token}"
 
 
-def _checked_base(base_url: object) -> str:
-    from urllib.parse import urlsplit
+def _airflow_conf() -> Any:
+    # Airflow's config through _compat, when it is read: every Airflow process imports this
+    # package with the plugin (webhook.plugin), and must not pay for the Task SDK there.
+    from airflow_provider_smsonline._compat import conf
 
+    return conf
+
+
+def _checked_base(base_url: object) -> str:
     if not isinstance(base_url, str) or not base_url.strip():
         raise WebhookConfigError(
             "there is no base URL for the webhook: pass base_url= or set [api] base_url to the "
@@ -131,7 +137,7 @@ def _checked_base(base_url: object) -> str:
 
 
 def _mask(token: str) -> None:
-    try:
+    try:  # the Task SDK's log (structlog) loads when a URL is built, not with this module
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - every supported Airflow has it
         return

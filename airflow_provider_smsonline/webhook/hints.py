@@ -127,6 +127,7 @@ class VariableHintStore:
 
     @staticmethod
     def _add(rent_ids: Collection[int], at: float) -> None:
+        # the metadata DB's ORM: only the api-server writes hints, and loads it here
         from airflow.models.variable import Variable
         from airflow.utils.session import create_session
 

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from airflow_provider_smsonline.triggers.records import VariableRecords
+from airflow_provider_smsonline.webhook import configured_secret
 from airflow_provider_smsonline.webhook.hints import HINT_RING, HINTS_KEY, decode_hints
 
 __all__ = [
@@ -241,8 +242,6 @@ def configure(
 def _push_enabled() -> bool:
     global _enabled
     if _enabled is None:
-        from airflow_provider_smsonline.webhook import configured_secret
-
         _enabled = configured_secret() is not None
     return _enabled
 

@@ -27,6 +27,7 @@ def build_apps(config: Any = None) -> list[dict[str, Any]]:
     global _built
     if _built is not None:
         return _built
+    # built only on the api-server: every Airflow process imports this module (the plugin manager)
     from airflow_provider_smsonline.webhook import (
         URL_PREFIX,
         WebhookConfigError,
@@ -45,7 +46,7 @@ def build_apps(config: Any = None) -> list[dict[str, Any]]:
         log.error("SMS.online webhook receiver not mounted: %s", error)
         _built = []
         return _built
-    from airflow_provider_smsonline.webhook import logmask
+    from airflow_provider_smsonline.webhook import logmask  # as above, on the api-server only
     from airflow_provider_smsonline.webhook.hints import HintWriter, VariableHintStore
     from airflow_provider_smsonline.webhook.receiver import WebhookReceiver
 

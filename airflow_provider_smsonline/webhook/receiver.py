@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from airflow_provider_smsonline.protocol import parse_webhook
 from airflow_provider_smsonline.webhook import WEBHOOK_PATH
 from airflow_provider_smsonline.webhook.hints import HintWriter
 from airflow_provider_smsonline.webhook.logmask import MASK
@@ -131,8 +132,6 @@ class WebhookReceiver:
             return 413, {"error": f"body over {self.max_body} bytes"}
         except asyncio.TimeoutError:
             return 408, {"error": f"body not received within {self.body_timeout:g} s"}
-        from airflow_provider_smsonline.protocol import parse_webhook
-
         try:
             rent_id = parse_webhook(body).rent_id
         except ValueError:
