@@ -432,6 +432,30 @@ class RenewalFaults:
 # ----------------------------------------------------------------------------- the run
 
 
+def fault_sandbox(
+    options: Options, after_answer: Callable[[Answered], None], charges: int
+) -> tuple[Sandbox, dict[str, float]]:
+    """The sandbox of a fault run, not started: SMS.online's documented answers at its zone,
+    money and stock for ``charges`` charging calls, getRentNumber faulted at the run's rate in
+    every mode; and the delays of the slow modes."""
+    sandbox = Sandbox(
+        host="127.0.0.1",
+        port=0,
+        api_key=CANARY_KEY,
+        balance=100 * charges + 1000,
+        stock=4 * charges + 100,
+        seed=options.seed,
+        after_answer=after_answer,
+        documented_only=True,
+        utc_offset=SANDBOX_UTC_OFFSET,
+    )
+    delays = {"slow": options.slow, "timeout_after_commit": options.hold}
+    sandbox.set_random_faults(
+        "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
+    )
+    return sandbox, delays
+
+
 def run(options: Options) -> Report:
     """Start the sandbox and Airflow, run the DAG, and measure; see the module docstring."""
     from tests.airflow_server import AirflowServer
@@ -451,21 +475,7 @@ def run(options: Options) -> Report:
         for hook in renewal_faults:
             hook(answered)
 
-    sandbox = Sandbox(
-        host="127.0.0.1",
-        port=0,
-        api_key=CANARY_KEY,
-        balance=100 * options.tasks + 1000,
-        stock=4 * options.tasks + 100,
-        seed=options.seed,
-        after_answer=after_answer,
-        documented_only=True,
-        utc_offset=SANDBOX_UTC_OFFSET,
-    )
-    delays = {"slow": options.slow, "timeout_after_commit": options.hold}
-    sandbox.set_random_faults(
-        "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
-    )
+    sandbox, delays = fault_sandbox(options, after_answer, options.tasks)
     renewal_faults.append(RenewalFaults(sandbox, options.fault_rate, options.seed, delays))
     renewal_faults[0].arm()
     report.renewals_requested = _renewals(options)

@@ -65,10 +65,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import fault_run  # noqa: E402
 from fault_run import (  # noqa: E402
-    CANARY_KEY,
     DAG_ID,
     DAGS_FOLDER,
-    SANDBOX_UTC_OFFSET,
     Options,
     RenewalFaults,
     Report,
@@ -78,7 +76,7 @@ from fault_run import (  # noqa: E402
     print_table,
 )
 
-from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox  # noqa: E402
+from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered  # noqa: E402
 
 ACTIVATE_TASK_ID = "activate"
 #: The pool of the account's charging task instances, with ``--pool N`` (N slots).
@@ -425,21 +423,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
         for hook in hooks:
             hook(answered)
 
-    sandbox = Sandbox(
-        host="127.0.0.1",
-        port=0,
-        api_key=CANARY_KEY,
-        balance=100 * (options.tasks + options.activations) + 1000,
-        stock=4 * (options.tasks + options.activations) + 100,
-        seed=options.seed,
-        after_answer=after_answer,
-        documented_only=True,
-        utc_offset=SANDBOX_UTC_OFFSET,
-    )
-    delays = {"slow": options.slow, "timeout_after_commit": options.hold}
-    sandbox.set_random_faults(
-        "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
-    )
+    sandbox, delays = fault_run.fault_sandbox(options, after_answer, options.tasks + options.activations)
     hooks.append(RenewalFaults(sandbox, options.fault_rate, options.seed, delays))
     if options.activations:
         hooks.append(ActivationFaults(sandbox, options.fault_rate, options.seed + 1, delays))
