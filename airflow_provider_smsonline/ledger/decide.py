@@ -39,17 +39,18 @@ class Adopt:
 
 
 @dataclass(frozen=True)
-class Pay:
+class _Verdict:
+    """A decision that says only why (``reason``, shown in the task's log)."""
+
+    reason: str
+
+
+class Pay(_Verdict):
     """Nothing was charged (or what was is gone): clear the record and make the call."""
 
-    reason: str
 
-
-@dataclass(frozen=True)
-class NotYet:
+class NotYet(_Verdict):
     """The answer was just lost and nothing shows yet: keep the record, retry later (it looks again)."""
-
-    reason: str
 
 
 @dataclass(frozen=True)
