@@ -3,6 +3,8 @@
 # prints the machine and one table, and exits 1 when a target is missed.
 """Run the benchmarks: ``python benchmarks/run.py [--quick] [--only NAME ...] [--output FILE]``.
 
+``--parse-against REF`` also measures the DAG-parse cost of the package at git ``REF``, paired.
+
 Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``polls`` (CPU per
 poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
 in one event loop), ``throughput`` (rentals per second), ``activation_waits`` and ``push``
@@ -59,13 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=list(BENCHMARKS), help="run only this benchmark (repeatable)"
     )
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
+    parser.add_argument(
+        "--parse-against",
+        metavar="REF",
+        help="also measure the DAG-parse cost of the package at this git ref, in the same rounds",
+    )
     args = parser.parse_args(argv)
 
     ensure_comparison_packages()
     started = time.monotonic()
     about = machine()
     rows: list[Row] = []
-    shared: dict[str, object] = {}
+    shared: dict[str, object] = {"parse_against": args.parse_against}
     for name in args.only or list(BENCHMARKS):
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
         begun = time.monotonic()
