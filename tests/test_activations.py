@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_smsonline import protocol
 from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout
@@ -374,6 +375,17 @@ def test_cancel_operator_completes_an_activation_that_got_its_code(
     assert activations(sandbox)[0]["status"] == "completed"
 
 
+def test_cancel_operator_completes_an_activation_waiting_for_another_code(
+    sandbox: Sandbox, ti: FakeTaskInstance
+) -> None:
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+        post_code(sandbox, activation.id, {"code": "1111"})
+        hook.request_another_code(activation.id)  # STATUS_WAIT_RETRY:1111: a code came, 8 is refused
+    CancelActivationOperator(task_id="cancel", activation_id=activation.id).execute(task_context(ti))
+    assert activations(sandbox)[0]["status"] == "completed"
+
+
 # ----------------------------------------------------------------------------- sensor and trigger
 
 
@@ -399,6 +411,29 @@ def test_sensor_reads_the_sms_text_with_get_status_v2(rich: Sandbox, ti: FakeTas
     assert done.xcom_value == {"code": "246810", "text": "Your login code: 246810"}  # type: ignore[union-attr]
 
 
+def test_with_sms_text_a_cancelled_activation_still_fails_the_sensor_and_ends_the_trigger(
+    rich: Sandbox, ti: FakeTaskInstance
+) -> None:
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+        rich.advance_clock(EARLY_CANCEL_SECONDS + 1)
+        hook.cancel_activation(activation.id)  # getStatusV2 now shows no code, and no cancel either
+    sensor = ActivationCodeSensor(task_id="code", activation_id=activation.id, sms_text=True)
+    with pytest.raises(AirflowFailException, match="cancelled or ended before a code"):
+        sensor.poke(task_context(ti))
+    (event,) = _run(ActivationCodeTrigger(activation.id, poll_interval=1, sms_text=True))
+    assert event["status"] == "cancelled"
+
+
+def test_trigger_reads_the_sms_text_with_get_status_v2_once_the_code_shows(rich: Sandbox) -> None:
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+    post_code(rich, activation.id, {"code": "x", "text": "Your login code: 246810"})
+    trigger = ActivationCodeTrigger(activation.id, pattern=r"code: (\d+)", poll_interval=1, sms_text=True)
+    (event,) = _run(trigger)
+    assert (event["code"], event["text"]) == ("246810", "Your login code: 246810")
+
+
 def test_sensor_fails_without_retry_when_the_activation_was_cancelled(
     sandbox: Sandbox, ti: FakeTaskInstance
 ) -> None:
@@ -421,6 +456,85 @@ def test_a_timed_out_wait_cancels_the_activation_for_a_refund(sandbox: Sandbox, 
     assert balance(sandbox) == start and activations(sandbox)[0]["status"] == "cancelled"
 
 
+def test_the_timeout_event_cancels_the_activation_once(sandbox: Sandbox, ti: FakeTaskInstance) -> None:
+    """The trigger's "timeout" event, resumed as Airflow does (resume_execution), ends it once."""
+    start = balance(sandbox)
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+    sandbox.advance_clock(EARLY_CANCEL_SECONDS + 1)
+    sensor = ActivationCodeSensor(task_id="code", activation_id=activation.id, deferrable=True, timeout=60)
+    event = {"status": "timeout", "message": "no code"}
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.resume_execution("execute_complete", {"event": event}, task_context(ti))
+    assert balance(sandbox) == start and activations(sandbox)[0]["status"] == "cancelled"
+    assert requests_of(sandbox, "getStatus") == 1  # end_activation ran once
+
+
+def _resume_after_a_trigger_timeout(
+    sensor: BaseSensorOperator, ti: FakeTaskInstance, error: str = "Trigger timeout"
+) -> None:
+    """Resume as Airflow does when the deferral's timeout passed before the trigger's event."""
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+
+    sensor.resume_execution(TRIGGER_FAIL_REPR, {"error": error}, task_context(ti))
+
+
+# the scheduler stores TriggerFailureReason.TRIGGER_TIMEOUT; the task reads it back from JSON, a str
+@pytest.mark.parametrize("as_enum", [False, True])
+def test_a_trigger_timeout_from_the_scheduler_cancels_the_activation_once(
+    sandbox: Sandbox, ti: FakeTaskInstance, as_enum: bool
+) -> None:
+    from airflow.sdk.bases.operator import TriggerFailureReason
+
+    start = balance(sandbox)
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+    sandbox.advance_clock(EARLY_CANCEL_SECONDS + 1)
+    sensor = ActivationCodeSensor(task_id="code", activation_id=activation.id, deferrable=True, timeout=60)
+    error = TriggerFailureReason.TRIGGER_TIMEOUT if as_enum else "Trigger timeout"
+    with pytest.raises(AirflowSensorTimeout):
+        _resume_after_a_trigger_timeout(sensor, ti, error)
+    assert balance(sandbox) == start and activations(sandbox)[0]["status"] == "cancelled"
+    assert requests_of(sandbox, "getStatus") == 1  # end_activation ran once
+
+
+def test_a_trigger_timeout_with_soft_fail_cancels_the_activation_as_airflow_sensors_end(
+    sandbox: Sandbox, ti: FakeTaskInstance
+) -> None:
+    """soft_fail ends the task as Airflow's own sensor does: skipped from Airflow 3.2, while 3.1's
+    resume_execution raises AirflowSensorTimeout whatever soft_fail says."""
+    start = balance(sandbox)
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+    sandbox.advance_clock(EARLY_CANCEL_SECONDS + 1)
+    sensor = ActivationCodeSensor(
+        task_id="code", activation_id=activation.id, deferrable=True, timeout=60, soft_fail=True
+    )
+    with pytest.raises(Exception) as airflows:  # what Airflow's sensor raises (classes moved in 3.2)
+        _resume_after_a_trigger_timeout(BaseSensorOperator(task_id="plain", soft_fail=True), ti)
+    with pytest.raises(Exception) as raised:
+        _resume_after_a_trigger_timeout(sensor, ti)
+    assert type(raised.value) is type(airflows.value)
+    assert balance(sandbox) == start and activations(sandbox)[0]["status"] == "cancelled"
+
+
+def test_a_trigger_failure_from_the_scheduler_keeps_the_activation(
+    sandbox: Sandbox, ti: FakeTaskInstance
+) -> None:
+    """Only a timeout cancels: a failed trigger fails the task and leaves the activation waiting."""
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+    with SmsOnlineHook() as hook:
+        activation = hook.get_number("tg", 0)
+    sensor = ActivationCodeSensor(task_id="code", activation_id=activation.id, deferrable=True, timeout=60)
+    with pytest.raises(Exception) as raised:  # TaskDeferralError: airflow.sdk.exceptions from 3.2
+        sensor.resume_execution(
+            TRIGGER_FAIL_REPR, {"error": TriggerFailureReason.TRIGGER_FAILURE}, task_context(ti)
+        )
+    assert type(raised.value).__name__ == "TaskDeferralError"
+    assert activations(sandbox)[0]["status"] == "waiting" and requests_of(sandbox, "getStatus") == 0
+
+
 def test_without_cancel_on_timeout_the_activation_is_kept(sandbox: Sandbox, ti: FakeTaskInstance) -> None:
     with SmsOnlineHook() as hook:
         activation = hook.get_number("tg", 0)
@@ -435,7 +549,7 @@ def _run(trigger: ActivationCodeTrigger) -> list[dict[str, Any]]:
     async def collect() -> list[dict[str, Any]]:
         return [event.payload async for event in trigger.run()]
 
-    return asyncio.run(collect())
+    return asyncio.run(asyncio.wait_for(collect(), 20))  # a trigger that never ends fails the test
 
 
 def test_trigger_fires_once_with_the_code(sandbox: Sandbox) -> None:

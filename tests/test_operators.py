@@ -484,6 +484,29 @@ def test_cancel_rent_after_the_refund_window_finishes_instead_when_asked(
     assert [sent_query(r)["status"] for r in requests_mock.request_history] == ["2", "1"]
 
 
+def test_default_args_poke_interval_reaches_both_sensors_and_poll_interval_is_the_fallback() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_smsonline.sensors.activation import ActivationCodeSensor
+    from airflow_provider_smsonline.sensors.rent import RentSmsSensor
+
+    with DAG(dag_id="defaults_poke", schedule=None, default_args={"poke_interval": 60}):
+        wait = RentSmsSensor(task_id="wait", rent_id=1)
+        code = ActivationCodeSensor(task_id="code", activation_id=1)
+        own = RentSmsSensor(task_id="own", rent_id=1, poke_interval=5)
+    assert (wait.poke_interval, code.poke_interval, own.poke_interval) == (60, 60, 5)
+    fallback = RentSmsSensor(task_id="w", rent_id=1, poll_interval=3)
+    assert (wait.poll_interval, fallback.poke_interval) == (10, 3)
+
+
+def test_a_decimal_max_price_is_checked_at_dag_parse() -> None:
+    from decimal import Decimal
+
+    with pytest.raises(ValueError, match="max_price"):
+        RentNumberOperator(task_id="rent", service="tg", country=0, max_price=Decimal("-1"))
+    assert RentNumberOperator(task_id="ok", service="tg", country=0, max_price=Decimal("2.5")).max_price
+
+
 def test_default_args_fill_the_arguments_every_operator_and_sensor_inherits() -> None:
     from airflow.sdk import DAG
 

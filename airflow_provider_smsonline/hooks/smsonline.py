@@ -331,7 +331,7 @@ class SmsOnlineHook(BaseHook):
         state = self.get_status(activation_id)
         if state.status == protocol.STATUS_CANCEL:
             return "ended"
-        if state.status == protocol.STATUS_OK:
+        if state.status in (protocol.STATUS_OK, protocol.STATUS_WAIT_RETRY):  # a code came: 6 is allowed
             self.complete_activation(activation_id)
             return "completed"
         deadline = time.monotonic() + EARLY_CANCEL_WAIT

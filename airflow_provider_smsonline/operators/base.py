@@ -70,10 +70,14 @@ FIELD_CHECKS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
 
 
 def is_templated(value: object) -> bool:
-    """Whether ``value`` is only known after rendering (a Jinja string or an XComArg)."""
+    """Whether ``value`` is only known after rendering: a Jinja string, what Airflow resolves (an
+    XComArg), an object with ``template_fields`` of its own, or a collection Airflow renders item by
+    item. Anything else (a number, a ``Decimal``, a ``datetime``...) is checked at DAG parse."""
     if isinstance(value, str):
         return "{{" in value or "{%" in value
-    return not isinstance(value, (int, float, bool, type(None)))
+    if isinstance(value, (list, tuple, set, dict)):
+        return True
+    return hasattr(value, "resolve") or hasattr(value, "template_fields")
 
 
 def check_fields(validators: Validators, *, rendered: bool) -> dict[str, Any]:

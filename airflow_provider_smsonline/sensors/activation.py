@@ -47,7 +47,9 @@ class ActivationCodeSensor(SmsOnlineSensor):
     :param poll_interval: seconds between checks in the triggerer; also the default
         ``poke_interval`` for poke and reschedule modes.
     :param cancel_on_timeout: cancel the activation (refund) when the wait times out.
-    :param sms_text: poll getStatusV2 (a peers' action) to get the SMS text too.
+    :param sms_text: also read the SMS text, with getStatusV2 (a peers' action), once getStatus
+        shows a code. getStatus decides the state: getStatusV2 cannot say that an activation was
+        cancelled.
     """
 
     template_fields: Sequence[str] = ("activation_id", "pattern")
@@ -108,7 +110,9 @@ class ActivationCodeSensor(SmsOnlineSensor):
         activation_id = args["activation_id"]
         try:
             with self.hook() as hook:
-                state = hook.get_status(activation_id, v2=self.sms_text)
+                state = hook.get_status(activation_id)
+                if self.sms_text and state.received:  # getStatusV2 cannot say cancelled: text only
+                    state = hook.get_status(activation_id, v2=True)
         except (SmsOnlineError, ValueError) as error:
             return self._poke_failed(error, f"Activation {activation_id}")
         if state.status == STATUS_CANCEL:

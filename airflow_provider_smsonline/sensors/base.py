@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+# in airflow.sdk.bases.operator on 3.1 to 3.3; no parse cost, BaseSensorOperator imports that module
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
 from airflow_provider_smsonline._compat import AirflowFailException, AirflowSensorTimeout, conf
 from airflow_provider_smsonline.operators.base import SmsOnlineTask, fail_or_retry
 from airflow_provider_smsonline.validation import validate_poll_interval
@@ -42,7 +45,9 @@ class SmsOnlineSensor(SmsOnlineTask, BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         poll_interval = validate_poll_interval(poll_interval)
-        kwargs.setdefault("poke_interval", poll_interval)
+        # Airflow fills poke_interval from default_args one class up, after this: theirs wins.
+        if "poke_interval" not in kwargs and "poke_interval" not in (kwargs.get("default_args") or {}):
+            kwargs["poke_interval"] = poll_interval
         super().__init__(**kwargs)
         self.smsonline_conn_id = smsonline_conn_id
         self.deferrable = deferrable
@@ -63,7 +68,7 @@ class SmsOnlineSensor(SmsOnlineTask, BaseSensorOperator):
         return result
 
     def _on_timeout(self) -> None:
-        """The wait timed out in the triggerer (before ``AirflowSensorTimeout`` is raised)."""
+        """The deferred wait timed out (trigger event or scheduler), before ``AirflowSensorTimeout``."""
 
     # ------------------------------------------------------------------ the shared path
 
@@ -91,6 +96,19 @@ class SmsOnlineSensor(SmsOnlineTask, BaseSensorOperator):
 
     def _log_result(self, result: dict[str, Any]) -> None:
         """The log line of a wait that ended with ``result``."""
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after the deferral: a trigger timeout from the scheduler runs :meth:`_on_timeout` too.
+
+        When the deferral's ``timeout`` passes before the trigger's ``"timeout"`` event is handled,
+        Airflow resumes the task with ``__fail__`` and a trigger timeout instead of calling
+        :meth:`execute_complete`; Airflow's sensor then raises ``AirflowSensorTimeout`` (from
+        Airflow 3.2 skipped with ``soft_fail`` or ``never_fail``; 3.1 raises it regardless).
+        """
+        error = (next_kwargs or {}).get("error")
+        if next_method == TRIGGER_FAIL_REPR and error == TriggerFailureReason.TRIGGER_TIMEOUT:
+            self._on_timeout()
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: push the XComs, or time out, or fail.

@@ -44,7 +44,8 @@ class ActivationCodeTrigger(PollingTrigger):
     :param poll_interval: seconds between checks.
     :param jitter: the fraction by which each wait varies at random (0.1: ±10 %).
     :param timeout_at: ISO 8601; give up then.
-    :param sms_text: poll getStatusV2, which also gives the SMS text (a peers' action).
+    :param sms_text: also read the SMS text, with getStatusV2 (a peers' action), once getStatus
+        shows a code (getStatusV2 cannot say that an activation was cancelled).
     """
 
     subject = "activation"
@@ -69,8 +70,10 @@ class ActivationCodeTrigger(PollingTrigger):
         return {"sms_text": self.sms_text}
 
     async def check(self, client: AsyncSmsOnlineClient) -> dict[str, Any] | None:
-        """One getStatus (getStatusV2 with ``sms_text``)."""
-        state = await client.get_status(self.activation_id, v2=self.sms_text)
+        """One getStatus; with ``sms_text``, then getStatusV2 for the text once a code shows."""
+        state = await client.get_status(self.activation_id)
+        if self.sms_text and state.received:  # getStatusV2 cannot say cancelled: text only
+            state = await client.get_status(self.activation_id, v2=True)
         if state.status == STATUS_CANCEL:
             message = f"activation {self.activation_id} was cancelled or ended before a code arrived"
             return self.event("cancelled", message, STATUS_CANCEL)
