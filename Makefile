@@ -63,10 +63,11 @@ test-oldest:
 
 ## test-matrix: CI's compatibility matrix. Each supported Airflow minor's first release (3.1.0, 3.2.0,
 ## 3.3.0) on Python 3.10 and 3.13, installed as its users did (the dependencies of its release day,
-## then the built wheel); in each, the example DAGs that wait in the triggerer and the one that
-## watches an asset run for real with the connection in the metadata DB; on 3.1.0/3.10 the wait
-## also runs with the connection in an environment variable and in a secrets backend.
-MATRIX_CI_DAGS := smsonline_verification_code,smsonline_one_time_code,smsonline_inbox
+## then the built wheel); in each, the example DAGs that wait in the triggerer, the one that
+## watches an asset and the mapped one run for real with the connection in the metadata DB; on
+## 3.1.0/3.10 the wait also runs with the connection in an environment variable and in a secrets
+## backend.
+MATRIX_CI_DAGS := smsonline_verification_code,smsonline_one_time_code,smsonline_inbox,smsonline_rent_many
 test-matrix:
 	$(PYTHON) scripts/compat_matrix.py --only $(MATRIX_CI_DAGS) --sources-on airflow-3.1.0-py3.10
 

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+from airflow_provider_smsonline.operators.activation import ActivateNumberOperator
 from airflow_provider_smsonline.operators.rent import (
     CancelRentOperator,
     ContinueRentOperator,
     FinishRentOperator,
     RentNumberOperator,
 )
+from airflow_provider_smsonline.sensors.rent import RentSmsSensor
 from tests.conftest import CANARY_KEY, MOCK_ENDPOINT
 
 ERRORS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "errors.rst"
@@ -76,6 +78,56 @@ PARSE_TIME: list[tuple[str, Callable[[], object], str]] = [
         '`rent_id="abc"`',
         lambda: CancelRentOperator(task_id="c", rent_id="abc"),
         "rent_id must be a non-negative integer",
+    ),
+    # Dynamic task mapping: what ``partial`` is given is known at parse, as ``__init__``'s arguments are.
+    (
+        "`RentNumberOperator.partial(country=-1)`",
+        lambda: RentNumberOperator.partial(task_id="rent", service="tg", country=-1),
+        "country must be a non-negative integer",
+    ),
+    (
+        '`ActivateNumberOperator.partial(service="")`',
+        lambda: ActivateNumberOperator.partial(task_id="buy", service="", country=0),
+        "service must be a non-empty string",
+    ),
+    (
+        '`RentSmsSensor.partial(pattern="(")`',
+        lambda: RentSmsSensor.partial(task_id="wait", pattern="("),
+        "pattern is not a valid regular expression",
+    ),
+]
+
+# Dynamic task mapping: ``expand`` values reach the operator when Airflow unmaps the mapped task to
+# run it (a literal list the same way as an XCom). (docs row label, class, ``partial`` arguments,
+# one mapped task's arguments, fragment of the message)
+MAPPED: list[tuple[str, type[Any], dict[str, Any], dict[str, Any], str]] = [
+    (
+        '`FinishRentOperator.partial(...).expand(rent_id=["abc"])`',
+        FinishRentOperator,
+        {},
+        {"rent_id": "abc"},
+        "rent_id must be a non-negative integer",
+    ),
+    (
+        "`RentNumberOperator.partial(...).expand(country=[0, -1])`",
+        RentNumberOperator,
+        {"service": "tg"},
+        {"country": -1},
+        "country must be a non-negative integer",
+    ),
+    (
+        "`RentSmsSensor.partial(...).expand(poll_interval=[0])`",
+        RentSmsSensor,
+        {"rent_id": 1},
+        {"poll_interval": 0},
+        "poll_interval must be a positive number of seconds",
+    ),
+    (
+        '`RentNumberOperator.partial(...).expand(webhook=["yes"])`',
+        RentNumberOperator,
+        {"service": "tg", "country": 0},
+        {"webhook": "yes"},
+        "webhook must be True or False",
     ),
 ]
 
@@ -166,6 +218,31 @@ def test_bad_argument_fails_at_dag_parse_naming_the_field(
         make()
 
 
+@pytest.mark.parametrize(("label", "cls", "given", "mapped", "message"), MAPPED, ids=[c[0] for c in MAPPED])
+def test_bad_mapped_value_fails_its_mapped_task_without_retry(
+    label: str, cls: type[Any], given: dict[str, Any], mapped: dict[str, Any], message: str
+) -> None:
+    from airflow_provider_smsonline._compat import AirflowFailException
+
+    task = cls.partial(task_id="mapped", **given).expand(**{name: [value] for name, value in mapped.items()})
+    with pytest.raises(AirflowFailException, match=re.escape(message)) as failure:
+        task.unmap(mapped)  # what Airflow does as the mapped task instance starts
+    assert str(failure.value).startswith("mapped: ") and "a mapped argument" in str(failure.value)
+    # Outside mapping the same value stays a ValueError at DAG parse.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(task_id="plain", **given, **mapped)
+
+
+def test_mapped_task_with_good_values_unmaps_to_the_operator_with_them() -> None:
+    task = RentNumberOperator.partial(task_id="rent", service="tg", rent_time=24).expand(country=[0, 7])
+    unmapped = task.unmap({"country": 7})
+    assert isinstance(unmapped, RentNumberOperator)
+    assert (unmapped.service, unmapped.country, unmapped.rent_time) == ("tg", 7, 24)
+    templated = RentSmsSensor.partial(task_id="wait", pattern="{{ params.p }}").expand(rent_id=[1])
+    sensor = templated.unmap({"rent_id": 1})
+    assert isinstance(sensor, RentSmsSensor) and sensor.pattern == "{{ params.p }}"  # checked after rendering
+
+
 @pytest.mark.parametrize(("label", "changes", "message"), RENDERED, ids=[c[0] for c in RENDERED])
 def test_templated_value_that_renders_wrong_fails_the_task_without_retry(
     label: str, changes: dict[str, Any], message: str
@@ -206,7 +283,8 @@ def test_bad_connection_fails_the_operator_without_retry(monkeypatch: pytest.Mon
 
 def test_docs_list_every_bad_input() -> None:
     page = ERRORS_PAGE.read_text()
-    labels = [c[0] for c in PARSE_TIME] + [c[0] for c in RENDERED] + [c[0] for c in CONNECTION]
+    labels = [c[0] for c in PARSE_TIME] + [c[0] for c in MAPPED]
+    labels += [c[0] for c in RENDERED] + [c[0] for c in CONNECTION]
     # The labels are written with `code` spans; the page writes them as ``literals``.
     missing = [label for label in labels if re.sub(r"`([^`]+)`", r"``\1``", label) not in page]
     assert not missing, f"the docs' bad-input table (docs/errors.rst) lacks rows for: {missing}"

@@ -65,6 +65,52 @@ def test_weekly_rental_rents_for_168_hours_once(airflow: LocalAirflow, sandbox: 
     assert run.xcom("release_if_unused") == "kept" and _rental(sandbox, rent_id)["status"] == "active"
 
 
+def test_rent_many_rents_one_number_per_service_once(airflow: LocalAirflow, sandbox: Sandbox) -> None:
+    run = airflow.dags_test(
+        "smsonline_rent_many", conf={"services": ["tg", "wa"], "country": 0, "rent_time": 4}
+    )
+
+    assert run.state == "success", run.output[-3000:]
+    rentals = [run.xcom("rent", map_index=index) for index in (0, 1)]
+    assert [_rental(sandbox, r["id"])["service"] for r in rentals] == ["tg", "wa"]
+    assert all(_rental(sandbox, r["id"])["rent_time"] == 4 for r in rentals)
+    assert all(len(_charges_of(sandbox, r["id"])) == 1 for r in rentals)
+    assert run.xcom("hand_out") == {r["number"]: r["end_date"] for r in rentals}
+    assert run.xcom("release_if_unused") == ["kept", "kept"]
+    assert all(_rental(sandbox, r["id"])["status"] == "active" for r in rentals)
+
+
+def test_a_bad_mapped_value_fails_its_instance_without_retry_and_the_others_are_released(
+    airflow: LocalAirflow, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # A copy whose second service is empty, with retries to spend: that instance fails on its first
+    # try when Airflow unmaps it; the first rents once, and the teardown releases it for a refund.
+    text = (EXAMPLES / "smsonline_rent_many.py").read_text()
+    replacements = {
+        'dag_id="smsonline_rent_many"': 'dag_id="smsonline_rent_many_bad_value"',
+        "expand(service=services())": 'expand(service=["tg", ""])',
+        "max_active_tis_per_dagrun=1,": "max_active_tis_per_dagrun=1, retries=2, retry_delay=0,",
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "bad_value.py").write_text(text)
+    examples, airflow.dags_folder = airflow.dags_folder, tmp_path
+    try:
+        run = airflow.dags_test("smsonline_rent_many_bad_value")
+    finally:
+        airflow.dags_folder = examples
+
+    assert run.state == "failed", run.output[-3000:]
+    bad = run.task("rent", map_index=1)
+    assert (bad.state, bad.try_number) == ("failed", 1)
+    assert "service must be a non-empty string" in run.output and "(a mapped argument)" in run.output
+    rented = run.xcom("rent", map_index=0)
+    assert len(_charges_of(sandbox, rented["id"])) == 1
+    assert run.xcom("release_if_unused") == ["cancelled"]
+    assert _rental(sandbox, rented["id"])["status"] == "cancelled"
+
+
 def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
     airflow: LocalAirflow, sandbox: Sandbox
 ) -> None:
@@ -191,6 +237,12 @@ FAILING = {
         "finish_rental",
         "finished",
     ),
+    "smsonline_rent_many": (
+        {'print(f"+{number}, until {end_date}")': 'raise RuntimeError("not handed on")'},
+        "hand_out",
+        "release_if_unused",
+        "cancelled",
+    ),
     "smsonline_verification_code": (
         {"timeout=timedelta(minutes=15).total_seconds()": "timeout=3"},  # no SMS comes: the wait fails
         "wait_for_code",
@@ -236,9 +288,11 @@ def test_a_paying_example_whose_task_fails_releases_its_rental_in_a_teardown(
     assert run.state == "failed", run.output[-3000:]
     assert run.task(failing_task).state == "failed"
     assert run.task(teardown).state == "success", run.output[-3000:]
-    rent_id = next(t.xcoms["id"] for t in run.tasks if "id" in t.xcoms and t.task_id != teardown)
-    assert _rental(sandbox, rent_id)["status"] == released
-    assert len(_charges_of(sandbox, rent_id)) == 1
+    rent_ids = [t.xcoms["id"] for t in run.tasks if "id" in t.xcoms and t.task_id != teardown]
+    assert rent_ids
+    for rent_id in rent_ids:  # every rental of the run (one per map index for a mapped task)
+        assert _rental(sandbox, rent_id)["status"] == released
+        assert len(_charges_of(sandbox, rent_id)) == 1
 
 
 def test_no_example_run_leaks_the_api_key(airflow: LocalAirflow) -> None:

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -19,6 +20,7 @@ from airflow_provider_smsonline._compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_provider_smsonline.exceptions import PriceLimitError
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
@@ -133,16 +135,47 @@ class SmsOnlineTask:
     task_id: str
     log: Any
 
+    @classmethod
+    def _checks(cls) -> dict[str, Callable[[Any], Any]]:
+        """``{field: check}`` for each templated field; one with no check (one a user's subclass
+        adds) is left out and passes as it is."""
+        checks = {name: cls.field_checks.get(name) or FIELD_CHECKS.get(name) for name in cls.template_fields}
+        return {name: check for name, check in checks.items() if check is not None}
+
     def _validators(self) -> Validators:
-        # A field with no check (one a user's subclass adds) passes as it is.
-        checks = {
-            name: self.field_checks.get(name) or FIELD_CHECKS.get(name) for name in self.template_fields
-        }
-        return {name: (check, getattr(self, name)) for name, check in checks.items() if check is not None}
+        return {name: (check, getattr(self, name)) for name, check in self._checks().items()}
 
     def _check_at_parse(self) -> None:
         """Check every field that is known before rendering (a ``ValueError`` names it)."""
-        check_fields(self._validators(), rendered=False)
+        with self._arguments_checked():
+            check_fields(self._validators(), rendered=False)
+
+    @contextmanager
+    def _arguments_checked(self, task_id: str | None = None) -> Iterator[None]:
+        """Around ``__init__``'s checks: a ``ValueError`` stays one at DAG parse, but in a mapped
+        task, whose values arrive when Airflow unmaps it to run, it fails the task without retry.
+
+        :param task_id: the task's id, for checks made before Airflow's ``__init__`` has set it.
+        """
+        try:
+            yield
+        except ValueError as error:
+            # Airflow sets this on the instance before any __init__ runs (3.1 to 3.3).
+            if not getattr(self, "_BaseOperator__from_mapped", False):
+                raise
+            task_id = task_id or getattr(self, "task_id", type(self).__name__)
+            raise AirflowFailException(f"{task_id}: {error} (a mapped argument); not retrying") from None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """Airflow's ``partial`` for dynamic task mapping, with the fields given here checked at
+        DAG parse as ``__init__`` checks them (``expand`` values are checked as each mapped task
+        starts, and a bad one fails it without retry)."""
+        check_fields(
+            {name: (check, kwargs[name]) for name, check in cls._checks().items() if name in kwargs},
+            rendered=False,
+        )
+        return super().partial(**kwargs)  # type: ignore[misc]  # BaseOperator.partial is a descriptor
 
     def _rendered(self) -> dict[str, Any]:
         """The rendered fields, checked; a bad one fails the task without retry."""

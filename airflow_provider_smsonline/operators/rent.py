@@ -100,9 +100,10 @@ class RentNumberOperator(_Renting, NewNumberOperator):
     ) -> None:
         super().__init__(**kwargs)
         if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
-            raise ValueError(
-                f"webhook must be True or False, and True only without webhook_url, got {webhook!r}"
-            )
+            with self._arguments_checked():
+                raise ValueError(
+                    f"webhook must be True or False, and True only without webhook_url, got {webhook!r}"
+                )
         self.rent_time = rent_time
         self.webhook_url = webhook_url
         self.webhook = webhook

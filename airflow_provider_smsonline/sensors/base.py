@@ -44,7 +44,8 @@ class SmsOnlineSensor(SmsOnlineTask, BaseSensorOperator):
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
-        poll_interval = validate_poll_interval(poll_interval)
+        with self._arguments_checked(kwargs.get("task_id")):  # before Airflow's __init__ sets it
+            poll_interval = validate_poll_interval(poll_interval)
         # Airflow fills poke_interval from default_args one class up, after this: theirs wins.
         if "poke_interval" not in kwargs and "poke_interval" not in (kwargs.get("default_args") or {}):
             kwargs["poke_interval"] = poll_interval
