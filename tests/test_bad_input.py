@@ -95,6 +95,16 @@ PARSE_TIME: list[tuple[str, Callable[[], object], str]] = [
         lambda: RentSmsSensor.partial(task_id="wait", pattern="("),
         "pattern is not a valid regular expression",
     ),
+    (
+        "`RentSmsSensor.partial(poll_interval=0)`",
+        lambda: RentSmsSensor.partial(task_id="wait", poll_interval=0),
+        "poll_interval must be a positive number of seconds",
+    ),
+    (
+        '`RentNumberOperator.partial(webhook=True, webhook_url="https://...")`',
+        lambda: RentNumberOperator.partial(task_id="rent", webhook=True, webhook_url="https://example.com/h"),
+        "webhook must be True or False, and True only without webhook_url",
+    ),
 ]
 
 # Dynamic task mapping: ``expand`` values reach the operator when Airflow unmaps the mapped task to
@@ -227,7 +237,8 @@ def test_bad_mapped_value_fails_its_mapped_task_without_retry(
     task = cls.partial(task_id="mapped", **given).expand(**{name: [value] for name, value in mapped.items()})
     with pytest.raises(AirflowFailException, match=re.escape(message)) as failure:
         task.unmap(mapped)  # what Airflow does as the mapped task instance starts
-    assert str(failure.value).startswith("mapped: ") and "a mapped argument" in str(failure.value)
+    assert str(failure.value).startswith("mapped: ")
+    assert "(checked as the mapped task instance started); not retrying" in str(failure.value)
     # Outside mapping the same value stays a ValueError at DAG parse.
     with pytest.raises(ValueError, match=re.escape(message)):
         cls(task_id="plain", **given, **mapped)
@@ -241,6 +252,45 @@ def test_mapped_task_with_good_values_unmaps_to_the_operator_with_them() -> None
     templated = RentSmsSensor.partial(task_id="wait", pattern="{{ params.p }}").expand(rent_id=[1])
     sensor = templated.unmap({"rent_id": 1})
     assert isinstance(sensor, RentSmsSensor) and sensor.pattern == "{{ params.p }}"  # checked after rendering
+
+
+def test_a_bad_value_from_the_dags_default_args_fails_each_mapped_instance_without_retry() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_smsonline._compat import AirflowFailException
+
+    with DAG("mapped_defaults", schedule=None, default_args={"country": -1}):
+        task = RentNumberOperator.partial(task_id="rent", service="tg").expand(rent_time=[4, 8])
+    with pytest.raises(AirflowFailException, match="country must be a non-negative integer"):
+        task.unmap({"rent_time": 4})
+
+
+def test_the_documented_mapped_sensor_over_rentals_parses() -> None:
+    from airflow.sdk import DAG
+
+    with DAG("mapped_wait", schedule=None) as dag:
+        rent = RentNumberOperator.partial(task_id="rent", country=0).expand(service=["tg", "wa"])
+        RentSmsSensor.partial(task_id="wait", deferrable=True).expand(
+            rent_id=rent.output.map(lambda r: r["id"])
+        )
+    assert dag.get_task("wait").upstream_task_ids == {"rent"}
+
+
+def test_partial_on_a_task_is_refused_as_airflow_refuses_it() -> None:
+    task = FinishRentOperator(task_id="finish", rent_id=1)
+    with pytest.raises(TypeError, match="partial can only be called on Operator classes"):
+        task.partial(task_id="again")
+
+
+def test_a_subclass_with_its_own_init_gets_airflows_partial_unchecked() -> None:
+    class RentByCountryCode(RentNumberOperator):
+        def __init__(self, *, country: object, **kwargs: Any) -> None:
+            super().__init__(country={"ru": 0}.get(str(country), country), **kwargs)
+
+    task = RentByCountryCode.partial(task_id="rent", service="tg", country="ru").expand(rent_time=[4])
+    assert task.unmap({"rent_time": 4}).country == 0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="country must be a non-negative integer"):
+        RentByCountryCode(task_id="plain", service="tg", country="xx")  # its __init__ still checks
 
 
 @pytest.mark.parametrize(("label", "changes", "message"), RENDERED, ids=[c[0] for c in RENDERED])

@@ -104,7 +104,10 @@ def test_a_bad_mapped_value_fails_its_instance_without_retry_and_the_others_are_
     assert run.state == "failed", run.output[-3000:]
     bad = run.task("rent", map_index=1)
     assert (bad.state, bad.try_number) == ("failed", 1)
-    assert "service must be a non-empty string" in run.output and "(a mapped argument)" in run.output
+    assert (
+        "service must be a non-empty string" in run.output
+        and "(checked as the mapped task instance started)" in run.output
+    )
     rented = run.xcom("rent", map_index=0)
     assert len(_charges_of(sandbox, rented["id"])) == 1
     assert run.xcom("release_if_unused") == ["cancelled"]

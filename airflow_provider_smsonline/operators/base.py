@@ -119,6 +119,27 @@ def price_above_limit(what: str, price: Decimal, limit: Decimal) -> PriceLimitEr
     )
 
 
+class _CheckedPartial:
+    """``partial`` of the provider's classes: Airflow's, after checking its arguments at DAG parse
+    (``expand``'s are checked as each mapped task instance starts); on a task it raises
+    ``TypeError``, as Airflow's does. A user's subclass with an ``__init__`` of its own, which may
+    turn its arguments into other values, gets Airflow's unchecked."""
+
+    def __get__(self, obj: object, cls: type[SmsOnlineTask] | None = None) -> Callable[..., OperatorPartial]:
+        if obj is not None:
+            return super(SmsOnlineTask, obj).partial  # type: ignore[misc, no-any-return]  # Airflow's refusal
+        assert cls is not None
+        airflow_partial = super(SmsOnlineTask, cls).partial  # type: ignore[misc]
+        if not cls.__init__.__module__.startswith(f"{__name__.partition('.')[0]}."):
+            return airflow_partial  # type: ignore[no-any-return]
+
+        def partial(**kwargs: Any) -> OperatorPartial:
+            cls._check_partial(kwargs)
+            return airflow_partial(**kwargs)  # type: ignore[no-any-return]
+
+        return partial
+
+
 class SmsOnlineTask:
     """What the provider's operators and sensors share; mixed in before Airflow's base class.
 
@@ -137,8 +158,7 @@ class SmsOnlineTask:
 
     @classmethod
     def _checks(cls) -> dict[str, Callable[[Any], Any]]:
-        """``{field: check}`` for each templated field; one with no check (one a user's subclass
-        adds) is left out and passes as it is."""
+        """``{field: check}`` of the templated fields; one with no check (a user's) passes as it is."""
         checks = {name: cls.field_checks.get(name) or FIELD_CHECKS.get(name) for name in cls.template_fields}
         return {name: check for name, check in checks.items() if check is not None}
 
@@ -164,18 +184,17 @@ class SmsOnlineTask:
             if not getattr(self, "_BaseOperator__from_mapped", False):
                 raise
             task_id = task_id or getattr(self, "task_id", type(self).__name__)
-            raise AirflowFailException(f"{task_id}: {error} (a mapped argument); not retrying") from None
+            problem = f"{task_id}: {error} (checked as the mapped task instance started); not retrying"
+            raise AirflowFailException(problem) from None
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:
-        """Airflow's ``partial`` for dynamic task mapping, with the fields given here checked at
-        DAG parse as ``__init__`` checks them (``expand`` values are checked as each mapped task
-        starts, and a bad one fails it without retry)."""
-        check_fields(
-            {name: (check, kwargs[name]) for name, check in cls._checks().items() if name in kwargs},
-            rendered=False,
-        )
-        return super().partial(**kwargs)  # type: ignore[misc]  # BaseOperator.partial is a descriptor
+    def _check_partial(cls, given: Mapping[str, Any]) -> None:
+        """Check what ``partial`` is given as ``__init__`` checks it (a ``ValueError`` names the
+        field); a subclass with checks of arguments that are not templated adds them."""
+        checks = cls._checks()
+        check_fields({name: (checks[name], given[name]) for name in checks if name in given}, rendered=False)
+
+    partial = _CheckedPartial()
 
     def _rendered(self) -> dict[str, Any]:
         """The rendered fields, checked; a bad one fails the task without retry."""

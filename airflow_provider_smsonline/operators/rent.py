@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -99,15 +99,18 @@ class RentNumberOperator(_Renting, NewNumberOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
-            with self._arguments_checked():
-                raise ValueError(
-                    f"webhook must be True or False, and True only without webhook_url, got {webhook!r}"
-                )
+        with self._arguments_checked():
+            _check_webhook(webhook, webhook_url)
         self.rent_time = rent_time
         self.webhook_url = webhook_url
         self.webhook = webhook
         self._check_at_parse()
+
+    @classmethod
+    def _check_partial(cls, given: Mapping[str, Any]) -> None:
+        super()._check_partial(given)
+        if "webhook" in given:
+            _check_webhook(given["webhook"], given.get("webhook_url"))
 
     def _rendered(self) -> dict[str, Any]:
         args = super()._rendered()
@@ -165,6 +168,11 @@ class RentNumberOperator(_Renting, NewNumberOperator):
             raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
         self._ledger(context).write(None)
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
+
+
+def _check_webhook(webhook: object, webhook_url: object) -> None:
+    if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
+        raise ValueError(f"webhook must be True or False, and True only without webhook_url, got {webhook!r}")
 
 
 def _own_webhook_url(task_id: str) -> str:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,12 @@ class SmsOnlineSensor(SmsOnlineTask, BaseSensorOperator):
         self.smsonline_conn_id = smsonline_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+
+    @classmethod
+    def _check_partial(cls, given: Mapping[str, Any]) -> None:
+        super()._check_partial(given)
+        if "poll_interval" in given:
+            validate_poll_interval(given["poll_interval"])
 
     # ------------------------------------------------------------------ what a subclass fills in
 
