@@ -7,7 +7,10 @@ account's rentals (getRentList: id, phone, hours); after the answer it writes *d
 rental. A later try of the same task instance and run reads the record first:
 
 * *done*: the rental was paid for already; it is returned again, nothing is charged (a new
-  rental that has left getRentList since is rented anew).
+  rental that has left getRentList since is rented anew). A try that asks for something else
+  than the record's (another service, country, operator, hours or rental: a mapped task's list
+  can change after a clear) gets ``ChargeConflictError`` naming the rental instead: nothing is
+  charged, nothing released. Records of older releases, which do not say, are served as before.
 * *pending*: the earlier try's outcome is unknown; :func:`~.decide.decide` reads getRentList,
   using only its documented fields:
 
@@ -78,6 +81,7 @@ from airflow_provider_smsonline.ledger.charge import (
     RIVAL_POLL_SECONDS,
     WINDOW_MARGIN,
     ChargeAmbiguousError,
+    ChargeConflictError,
     account_of,
     charge_once,
 )
@@ -93,6 +97,7 @@ __all__ = [
     "RUNS_KEPT",
     "WINDOW_MARGIN",
     "ChargeAmbiguousError",
+    "ChargeConflictError",
     "ChargeLedger",
     "Done",
     "Listed",

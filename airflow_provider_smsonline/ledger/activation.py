@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import (
@@ -36,13 +36,16 @@ from airflow_provider_smsonline.ledger.charge import (
     ChargeAmbiguousError,
     account_of,
     call_or_reconcile,
+    check_asked,
 )
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
     ActivationPending,
     ActivationRecord,
+    Asked,
     activation_from_json,
     activation_to_json,
+    asked_of,
 )
 from airflow_provider_smsonline.ledger.store import ChargeLedger
 from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation
@@ -103,23 +106,27 @@ def buy_once(
     *,
     service: str,
     country: int,
+    asked: Mapping[str, Any] | None = None,
 ) -> tuple[Activation, bool]:
     """Send getNumber at most once for this task instance and run.
 
+    :param asked: all getNumber asks for: an earlier try's activation is returned only for the same.
     :returns: the activation and whether this try bought it (``False``: found again).
     :raises ChargeAmbiguousError: the outcome cannot be decided; never retry blindly.
+    :raises ChargeConflictError: an earlier try of this run bought, asking for something else.
     :raises OutcomeUnknownError: the answer was lost and nothing showed yet (retryable: the next
         try looks again before it could buy).
     """
     account = account_of(hook)
+    wants = asked_of(asked) if asked is not None else None
     record = _read(ledger)
-    if isinstance(record, ActivationDone):
-        found = _reuse(ledger, hook, record)
+    if record is not None:
+        if isinstance(record, ActivationDone):
+            found = _reuse(ledger, hook, record)
+        else:  # what the earlier try asked for is what it may have bought
+            found = _reconcile(ledger, hook, account, record, lost_now=False)
         if found is not None:
-            return found, False
-    elif isinstance(record, ActivationPending):
-        found = _reconcile(ledger, hook, account, record, lost_now=False, service=service, country=country)
-        if found is not None:
+            check_asked(ledger, record.asked, wants, "activation", found.id)
             return found, False
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
@@ -136,24 +143,25 @@ def buy_once(
         snapshot=snapshot,
         service=service,
         country=country,
+        asked=wants,
     )
     _write(ledger, pending)
     ledger.prune_on_first_try(record)
     activation, recovered = call_or_reconcile(
         ledger,
         buy,
-        lambda: _reconcile(ledger, hook, account, pending, lost_now=True, service=service, country=country),
+        lambda: _reconcile(ledger, hook, account, pending, lost_now=True),
     )
     if recovered:
         return activation, True
-    _done(ledger, account, activation)
+    _done(ledger, account, activation, wants)
     return activation, True
 
 
-def _done(ledger: ChargeLedger, account: str, activation: Activation) -> None:
+def _done(ledger: ChargeLedger, account: str, activation: Activation, asked: Asked | None) -> None:
     claim = claim_key(account, activation.id)
     ledger.store.set(claim, {"owner": ledger.key})
-    _write(ledger, ActivationDone(activation=activation, claim=claim))
+    _write(ledger, ActivationDone(activation=activation, claim=claim, asked=asked))
 
 
 def forget(ledger: ChargeLedger) -> None:
@@ -184,10 +192,10 @@ def _reconcile(
     record: ActivationPending,
     *,
     lost_now: bool,
-    service: str,
-    country: int,
 ) -> Activation | None:
-    """Decide on a pending record: the activation adopted, or ``None`` to buy (again)."""
+    """Decide on a pending record: the activation adopted (for the service and country the record
+    asked for), or ``None`` to buy (again)."""
+    service, country = record.service, record.country
     if record.snapshot is None:
         raise _unresolved(ledger, "getActiveActivations could not be read before the call", [])
     if not lost_now:
@@ -217,5 +225,5 @@ def _reconcile(
         raise _unresolved(ledger, "one new activation is listed, but its number is masked", ids)
     activation = Activation(id=row.id, number=row.number, cost=row.cost)
     log.warning("Recovered activation %s whose answer was lost; nothing is bought again.", row.id)
-    _done(ledger, account, activation)
+    _done(ledger, account, activation, record.asked)
     return activation

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
 from airflow_provider_smsonline.ledger.decide import (
@@ -24,7 +24,7 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
-from airflow_provider_smsonline.ledger.records import Done, Listed, Pending, Record, Survey
+from airflow_provider_smsonline.ledger.records import Asked, Done, Listed, Pending, Record, Survey, asked_of
 from airflow_provider_smsonline.ledger.store import ChargeLedger
 
 if TYPE_CHECKING:
@@ -53,6 +53,42 @@ class ChargeAmbiguousError(SmsOnlineError):
         self.candidates = candidates
 
 
+class ChargeConflictError(SmsOnlineError):
+    """This task instance already paid for something in this run, asked with other arguments.
+
+    :ivar held: the id of what it paid for (a rental or an activation).
+    """
+
+    def __init__(self, message: str, *, held: int) -> None:
+        super().__init__(message, code="conflict")
+        self.held = held
+
+
+def check_asked(
+    ledger: ChargeLedger, earlier: Asked | None, asked: Asked | None, what: str, held: int
+) -> None:
+    """Refuse to serve ``held`` (a ``what``: rental, activation), paid for by an earlier try that
+    asked for ``earlier``, to a try that asks for something else (either unknown: served).
+
+    :raises ChargeConflictError: they differ; nothing is charged or released.
+    """
+    if earlier is None or asked is None or earlier == asked:
+        return
+    bought = f"{what} {held}"
+    raise ChargeConflictError(
+        f"this task instance already paid for {bought} in this run, asking for {_said(earlier)}; this "
+        f"try asks for {_said(asked)} (its arguments changed, as a mapped task's list can after a "
+        f"clear). Nothing is charged, and {bought} is neither released nor reused: keep or release it "
+        f"in your SMS.online account, then run the DAG again, or delete the Airflow Variable "
+        f"{ledger.key!r} to charge in this run",
+        held=held,
+    )
+
+
+def _said(asked: Asked) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in asked)
+
+
 def account_of(hook: SmsOnlineHook) -> str:
     """The account id of the hook's connection (see :func:`~.keys.account_id`)."""
     return account_id(hook.config.endpoint, hook.config.api_key)
@@ -65,24 +101,29 @@ def charge_once(
     *,
     rent_time: int | None,
     existing_id: int | None = None,
+    asked: Mapping[str, Any] | None = None,
 ) -> tuple[Rental, bool]:
     """Make the charging call at most once for this task instance and run.
 
     :param charge: the call (getRentNumber, or continueRentNumber of ``existing_id``).
     :param rent_time: the hours asked for.
     :param existing_id: the rental being renewed; ``None`` for a new rental.
+    :param asked: all the call asks for: an earlier try's rental is returned only for the same.
     :returns: the rental and whether this try's call charged (``False``: found again).
     :raises ChargeAmbiguousError: the outcome cannot be decided; never retry blindly.
+    :raises ChargeConflictError: an earlier try of this run paid, asking for something else.
     :raises OutcomeUnknownError: the answer was lost and nothing was found yet (retryable:
         the next try looks again before it could charge).
     """
     account = account_of(hook)
+    wants = asked_of(asked) if asked is not None else None
     record = ledger.read()
     if isinstance(record, Pending):
         record = _after_window(ledger, record)
     if record is not None:
         found = _reconcile(ledger, hook, account, record, lost_now=False)
         if found is not None:
+            check_asked(ledger, record.asked, wants, "rental", found.id)
             return found, False
     started = _now()
     pending = Pending(
@@ -92,6 +133,7 @@ def charge_once(
         rent_time=rent_time,
         renewing=existing_id,
         intent=ledger.intent_key(account),
+        asked=wants,
     )
     ledger.write(pending)
     ledger.prune_on_first_try(record)
@@ -103,7 +145,7 @@ def charge_once(
     # Noted first: it keeps other task instances' reconciliation off this rental.
     ledger.answered(pending, rental.id)
     claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
-    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim))
+    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
     return rental, True
 
 
@@ -203,7 +245,7 @@ def _reconcile(
         )
         ledger.answered(record, rental.id)
         claim = ledger.claim(account, rental.id) if decision.claim else None
-        ledger.write(Done(rental=rental, renewing=record.renewing, claim=claim))
+        ledger.write(Done(rental=rental, renewing=record.renewing, claim=claim, asked=record.asked))
         return rental
     assert isinstance(decision, Ambiguous)
     raise _ambiguous(ledger, account, record, decision)

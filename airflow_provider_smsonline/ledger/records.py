@@ -33,6 +33,17 @@ class Listed:
         return cls(id=entry.id, phone=entry.number, hours=entry.hours)
 
 
+#: What a charging call asked for, as ``(argument, value)`` pairs sorted by argument (a rental's
+#: service, country, operator and hours; a renewal's rental id and hours; an activation's service,
+#: country and operator): a later try that asks for something else is not served the earlier buy.
+Asked = tuple[tuple[str, Any], ...]
+
+
+def asked_of(arguments: Mapping[str, Any]) -> Asked:
+    """The :data:`Asked` form of a call's arguments."""
+    return tuple(sorted(arguments.items()))
+
+
 @dataclass(frozen=True)
 class Pending:
     """Written before a charging call; its outcome is unknown until :class:`Done` replaces it.
@@ -45,6 +56,7 @@ class Pending:
     :ivar intent: the Variable announcing the call to other task instances, if any.
     :ivar looked_at: when a look after a lost answer last found nothing to adopt.
     :ivar named: the named-rental Variables this record's ambiguity wrote.
+    :ivar asked: what the call asked for (``None`` in a record of an older release).
     """
 
     started: datetime
@@ -55,6 +67,7 @@ class Pending:
     intent: str | None = None
     looked_at: datetime | None = None
     named: tuple[str, ...] = ()
+    asked: Asked | None = None
 
     @property
     def base(self) -> Listed | None:
@@ -69,11 +82,13 @@ class Done:
     :ivar rental: the rental (for a renewal: after it; its id may be new).
     :ivar renewing: the id the renewal started from; ``None`` for a new rental.
     :ivar claim: the claim Variable this record holds on the rental, if any.
+    :ivar asked: what the call asked for (``None`` in a record of an older release).
     """
 
     rental: Rental
     renewing: int | None = None
     claim: str | None = None
+    asked: Asked | None = None
 
 
 Record = Pending | Done
@@ -89,6 +104,7 @@ class ActivationPending:
         could not be read (then a lost answer cannot be reconciled).
     :ivar service: the service code asked for.
     :ivar country: the country code asked for.
+    :ivar asked: what the call asked for (``None`` in a record of an older release).
     """
 
     started: datetime
@@ -96,6 +112,7 @@ class ActivationPending:
     snapshot: tuple[int, ...] | None
     service: str
     country: int
+    asked: Asked | None = None
 
 
 @dataclass(frozen=True)
@@ -104,10 +121,12 @@ class ActivationDone:
 
     :ivar activation: the activation (id and number).
     :ivar claim: the claim Variable this record holds on it, if any.
+    :ivar asked: what the call asked for (``None`` in a record of an older release).
     """
 
     activation: Activation
     claim: str | None = None
+    asked: Asked | None = None
 
 
 ActivationRecord = ActivationPending | ActivationDone
@@ -190,9 +209,22 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _asked_json(asked: Asked | None) -> dict[str, Any] | None:
+    return dict(asked) if asked is not None else None
+
+
+def _asked(value: Any) -> Asked | None:
+    return asked_of(value) if isinstance(value, dict) else None
+
+
 def record_to_json(record: Record, *, task: list[object], at: datetime) -> dict[str, Any]:
     """A record's Variable value; ``task`` and ``at`` (when written) serve pruning."""
-    base: dict[str, Any] = {"task": task, "at": at.isoformat(), "renewing": record.renewing}
+    base: dict[str, Any] = {
+        "task": task,
+        "at": at.isoformat(),
+        "renewing": record.renewing,
+        "asked": _asked_json(record.asked),
+    }
     if isinstance(record, Done):
         return {**base, "state": "done", "rental": record.rental.to_xcom(), "claim": record.claim}
     return {
@@ -227,6 +259,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record | None:
                 ),
                 renewing=_int(data.get("renewing")),
                 claim=data.get("claim") or None,
+                asked=_asked(data.get("asked")),
             )
         if state == "pending":
             return Pending(
@@ -240,6 +273,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record | None:
                 intent=data.get("intent") or None,
                 looked_at=_when(data.get("looked_at")),
                 named=tuple(key for key in data.get("named") or () if isinstance(key, str)),
+                asked=_asked(data.get("asked")),
             )
     except (KeyError, TypeError, ValueError, IndexError):
         pass
@@ -298,7 +332,12 @@ def named_from_json(data: Mapping[str, Any]) -> NamedMark | None:
 
 def activation_to_json(record: ActivationRecord, *, task: list[object], at: datetime) -> dict[str, Any]:
     """An activation record's Variable value; ``task`` and ``at`` (when written) serve pruning."""
-    base: dict[str, Any] = {"kind": ACTIVATION_KIND, "task": task, "at": at.isoformat()}
+    base: dict[str, Any] = {
+        "kind": ACTIVATION_KIND,
+        "task": task,
+        "at": at.isoformat(),
+        "asked": _asked_json(record.asked),
+    }
     if isinstance(record, ActivationDone):
         return {**base, "state": "done", "activation": record.activation.to_xcom(), "claim": record.claim}
     return {
@@ -324,7 +363,9 @@ def activation_from_json(data: Mapping[str, Any]) -> ActivationRecord | None:
         if state == "done":
             saved = data["activation"]
             activation = Activation(id=int(saved["id"]), number=str(saved["number"]))
-            return ActivationDone(activation=activation, claim=data.get("claim") or None)
+            return ActivationDone(
+                activation=activation, claim=data.get("claim") or None, asked=_asked(data.get("asked"))
+            )
         if state == "pending":
             snapshot = data.get("snapshot")
             started = datetime.fromisoformat(data["started"])
@@ -338,6 +379,7 @@ def activation_from_json(data: Mapping[str, Any]) -> ActivationRecord | None:
                 ),
                 service=str(data["service"]),
                 country=int(data["country"]),
+                asked=_asked(data.get("asked")),
             )
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"not an activation record (state {state!r}, damaged)") from None

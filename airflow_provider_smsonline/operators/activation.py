@@ -72,6 +72,7 @@ class ActivateNumberOperator(NewNumberOperator):
             lambda: hook.get_number(args["service"], args["country"], args["operator"], args["max_price"]),
             service=args["service"],
             country=args["country"],
+            asked={k: args[k] for k in ("service", "country", "operator")},
         )
 
     def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Activation) -> str | None:

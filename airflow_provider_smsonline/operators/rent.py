@@ -125,8 +125,9 @@ class RentNumberOperator(_Renting, NewNumberOperator):
         from airflow_provider_smsonline.ledger import charge_once
 
         call_args = {k: v for k, v in args.items() if k != "max_price"}
+        asked = {k: args[k] for k in ("service", "country", "operator", "rent_time")}
         return charge_once(
-            ledger, hook, lambda: hook.get_rent_number(**call_args), rent_time=args["rent_time"]
+            ledger, hook, lambda: hook.get_rent_number(**call_args), rent_time=args["rent_time"], asked=asked
         )
 
     def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Rental) -> str | None:
@@ -228,6 +229,7 @@ class ContinueRentOperator(_Renting, ChargingOperator):
             lambda: hook.continue_rent(args["rent_id"], args["rent_time"]),
             rent_time=args["rent_time"],
             existing_id=args["rent_id"],
+            asked={"rent_id": args["rent_id"], "rent_time": args["rent_time"]},
         )
 
     def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
