@@ -52,7 +52,10 @@ def test_a_retry_asking_for_another_service_fails_naming_the_rental_and_charges_
     message = str(failure.value)
     assert f"already paid for rental {first['id']} in this run" in message
     assert "service='tg'" in message and "service='wa'" in message
-    assert re.search(r"delete the Airflow Variable 'smsonline_charge__[^']+'", message)
+    # Starting anew in this run means deleting the record and the claim it holds on the rental.
+    assert re.search(
+        r"delete the Airflow Variables 'smsonline_charge__[^']+' and 'smsonline_rental__[^']+'", message
+    )
     assert len(charges(sandbox, "getRentNumber")) == 1  # nothing charged again
     held = next(r for r in sandbox.state()["rentals"] if r["id"] == first["id"])
     assert held["status"] == "active" and held["service"] == "tg"  # nor released
@@ -138,3 +141,57 @@ def test_an_activation_of_a_lost_worker_is_looked_for_as_its_try_asked(sandbox: 
     with pytest.raises(AirflowFailException, match=rf"activation\(s\) \[{bought.id}\]"):
         ActivateNumberOperator(task_id="activate", service="wa", country=0).execute(context)
     assert [a["id"] for a in sandbox.state()["activations"]] == [bought.id]  # nothing bought for "wa"
+
+
+def test_a_pending_activation_of_an_older_release_is_compared_on_its_service(
+    monkeypatch: pytest.MonkeyPatch, memory_variables: dict[str, object]
+) -> None:
+    # Written before records kept the ask: it still says the service and country it bought for.
+    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    from airflow_provider_smsonline.ledger import ChargeLedger
+    from airflow_provider_smsonline.ledger.records import ActivationPending, activation_to_json
+
+    with Sandbox(port=0, api_key=CANARY_KEY, seed=6, documented_only=False) as rich:  # numbers shown
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SMSONLINE_DEFAULT", connection_env(host=rich.url, read_retries=0, timeout=1)
+        )
+        context = try_of("activate")
+        ledger = ChargeLedger.for_context(context)
+        started = datetime.now(timezone.utc) - timedelta(hours=1)
+        old = ActivationPending(
+            started=started, until=started + timedelta(seconds=10), snapshot=(), service="tg", country=0
+        )
+        value = activation_to_json(old, task=ledger.task.to_json(), at=started)
+        assert value.pop("asked") is None
+        ledger.store.set(ledger.key, value)
+        with SmsOnlineHook() as hook:
+            bought = hook.get_number("tg", 0)
+
+        with pytest.raises(
+            AirflowFailException, match=f"already paid for activation {bought.id} in this run"
+        ):
+            ActivateNumberOperator(task_id="activate", service="wa", country=0).execute(context)
+        assert [a["id"] for a in rich.state()["activations"]] == [bought.id]
+
+
+def test_a_renewal_that_came_back_under_a_new_id_serves_a_try_asking_to_renew_that_id(
+    sandbox: Sandbox, memory_variables: dict[str, object]
+) -> None:
+    from airflow_provider_smsonline.ledger import ChargeLedger, Done
+    from airflow_provider_smsonline.ledger.records import asked_of, record_to_json
+    from airflow_provider_smsonline.protocol import Rental
+
+    a = rent("tg").execute(try_of("rent", 0))
+    b = rent("tg").execute(try_of("rent", 1))
+    # The renewal of A was answered with B's id (a peer's documented behaviour): so the record says.
+    context = try_of("renew")
+    ledger = ChargeLedger.for_context(context)
+    renewed = Rental(id=b["id"], number=b["number"], end_date=datetime.fromisoformat(b["end_date"]))
+    done = Done(rental=renewed, renewing=a["id"], asked=asked_of({"rent_id": a["id"], "rent_time": 4}))
+    ledger.store.set(
+        ledger.key, record_to_json(done, task=ledger.task.to_json(), at=datetime.now(timezone.utc))
+    )
+
+    again = ContinueRentOperator(task_id="renew", rent_id=b["id"], rent_time=4).execute(context)
+    assert again["id"] == b["id"]
+    assert charges(sandbox, "continueRentNumber") == []

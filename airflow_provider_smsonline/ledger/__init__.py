@@ -10,7 +10,7 @@ rental. A later try of the same task instance and run reads the record first:
   rental that has left getRentList since is rented anew). A try that asks for something else
   than the record's (another service, country, operator, hours or rental: a mapped task's list
   can change after a clear) gets ``ChargeConflictError`` naming the rental instead: nothing is
-  charged, nothing released. Records of older releases, which do not say, are served as before.
+  charged, nothing released. Records of older releases are compared on what they hold.
 * *pending*: the earlier try's outcome is unknown; :func:`~.decide.decide` reads getRentList,
   using only its documented fields:
 

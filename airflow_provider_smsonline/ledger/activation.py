@@ -45,6 +45,7 @@ from airflow_provider_smsonline.ledger.records import (
     Asked,
     activation_from_json,
     activation_to_json,
+    asked_by,
     asked_of,
 )
 from airflow_provider_smsonline.ledger.store import ChargeLedger
@@ -126,7 +127,7 @@ def buy_once(
         else:  # what the earlier try asked for is what it may have bought
             found = _reconcile(ledger, hook, account, record, lost_now=False)
         if found is not None:
-            check_asked(ledger, record.asked, wants, "activation", found.id)
+            check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())

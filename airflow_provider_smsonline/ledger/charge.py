@@ -24,7 +24,16 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
-from airflow_provider_smsonline.ledger.records import Asked, Done, Listed, Pending, Record, Survey, asked_of
+from airflow_provider_smsonline.ledger.records import (
+    Asked,
+    Done,
+    Listed,
+    Pending,
+    Record,
+    Survey,
+    asked_by,
+    asked_of,
+)
 from airflow_provider_smsonline.ledger.store import ChargeLedger
 
 if TYPE_CHECKING:
@@ -68,19 +77,26 @@ def check_asked(
     ledger: ChargeLedger, earlier: Asked | None, asked: Asked | None, what: str, held: int
 ) -> None:
     """Refuse to serve ``held`` (a ``what``: rental, activation), paid for by an earlier try that
-    asked for ``earlier``, to a try that asks for something else (either unknown: served).
+    asked for ``earlier``, to a try that asks for something else: on each argument ``earlier``
+    names (a record of an older release names fewer; ``None``: it cannot tell, served).
 
     :raises ChargeConflictError: they differ; nothing is charged or released.
     """
-    if earlier is None or asked is None or earlier == asked:
+    wants = dict(asked or ())
+    if earlier is None or asked is None or all(wants.get(name) == value for name, value in earlier):
         return
     bought = f"{what} {held}"
+    claim = ledger.store.get(ledger.key).get("claim")
+    variables = (
+        f"the Airflow Variables {ledger.key!r} and {claim!r}"
+        if claim
+        else f"the Airflow Variable {ledger.key!r}"
+    )
     raise ChargeConflictError(
         f"this task instance already paid for {bought} in this run, asking for {_said(earlier)}; this "
         f"try asks for {_said(asked)} (its arguments changed, as a mapped task's list can after a "
         f"clear). Nothing is charged, and {bought} is neither released nor reused: keep or release it "
-        f"in your SMS.online account, then run the DAG again, or delete the Airflow Variable "
-        f"{ledger.key!r} to charge in this run",
+        f"in your SMS.online account, then run the DAG again, or delete {variables} to charge in this run",
         held=held,
     )
 
@@ -123,7 +139,15 @@ def charge_once(
     if record is not None:
         found = _reconcile(ledger, hook, account, record, lost_now=False)
         if found is not None:
-            check_asked(ledger, record.asked, wants, "rental", found.id)
+            earlier = asked_by(record)
+            if (
+                earlier is not None
+                and record.renewing is not None
+                and existing_id == found.id != record.renewing
+            ):
+                # asked to renew the rental this renewal came back as (under a new id): the same ask
+                earlier = asked_of({**dict(earlier), "rent_id": existing_id})
+            check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
     started = _now()
     pending = Pending(

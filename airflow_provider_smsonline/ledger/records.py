@@ -44,6 +44,22 @@ def asked_of(arguments: Mapping[str, Any]) -> Asked:
     return tuple(sorted(arguments.items()))
 
 
+def asked_by(record: Record | ActivationRecord) -> Asked | None:
+    """What ``record``'s call asked for; for a record of an older release, which does not say,
+    what its other fields tell (a renewal's rental and hours, a rental's hours, an activation's
+    service and country), ``None`` when nothing does."""
+    if record.asked is not None:
+        return record.asked
+    if isinstance(record, ActivationPending):
+        return asked_of({"service": record.service, "country": record.country})
+    if isinstance(record, ActivationDone):
+        return None
+    told: dict[str, Any] = {} if record.renewing is None else {"rent_id": record.renewing}
+    if isinstance(record, Pending):
+        told["rent_time"] = record.rent_time
+    return asked_of(told) if told else None
+
+
 @dataclass(frozen=True)
 class Pending:
     """Written before a charging call; its outcome is unknown until :class:`Done` replaces it.
