@@ -38,7 +38,7 @@ def test_activation_fault_run_never_buys_twice_and_accounts_for_every_charge(
     kills = {"left": 4, "done": 0}
     done_for_real = activation_ledger._done
 
-    def sometimes_killed(ledger: Any, account: str, activation: Any) -> None:
+    def sometimes_killed(ledger: Any, account: str, activation: Any, *more: Any) -> None:
         with kill_lock:
             kill = kills["left"] > 0 and rng.random() < 0.1
             if kill:
@@ -46,7 +46,7 @@ def test_activation_fault_run_never_buys_twice_and_accounts_for_every_charge(
                 kills["done"] += 1
         if kill:
             raise Killed(f"killed after activation {activation.id} was answered")
-        done_for_real(ledger, account, activation)
+        done_for_real(ledger, account, activation, *more)
 
     monkeypatch.setattr(activation_ledger, "_done", sometimes_killed)
     with Sandbox(port=0, api_key=CANARY_KEY, seed=13, stock=TASKS * 2) as sandbox:
