@@ -33,9 +33,8 @@ class Listed:
         return cls(id=entry.id, phone=entry.number, hours=entry.hours)
 
 
-#: What a charging call asked for, as ``(argument, value)`` pairs sorted by argument (a rental's
-#: service, country, operator and hours; a renewal's rental id and hours; an activation's service,
-#: country and operator): a later try that asks for something else is not served the earlier buy.
+#: What a charging call asked for, ``(argument, value)`` pairs sorted by argument: a later try
+#: that asks for something else is not served the earlier buy.
 Asked = tuple[tuple[str, Any], ...]
 
 
@@ -45,9 +44,8 @@ def asked_of(arguments: Mapping[str, Any]) -> Asked:
 
 
 def asked_by(record: Record | ActivationRecord) -> Asked | None:
-    """What ``record``'s call asked for; for a record of an older release, which does not say,
-    what its other fields tell (a renewal's rental and hours, a rental's hours, an activation's
-    service and country), ``None`` when nothing does."""
+    """What ``record``'s call asked for; for a record of an older release, what its other fields
+    tell (a renewal's rental, a pending rental's hours, an activation's service and country)."""
     if record.asked is not None:
         return record.asked
     if isinstance(record, ActivationPending):
@@ -225,10 +223,6 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _asked_json(asked: Asked | None) -> dict[str, Any] | None:
-    return dict(asked) if asked is not None else None
-
-
 def _asked(value: Any) -> Asked | None:
     return asked_of(value) if isinstance(value, dict) else None
 
@@ -239,7 +233,7 @@ def record_to_json(record: Record, *, task: list[object], at: datetime) -> dict[
         "task": task,
         "at": at.isoformat(),
         "renewing": record.renewing,
-        "asked": _asked_json(record.asked),
+        "asked": dict(record.asked) if record.asked else None,
     }
     if isinstance(record, Done):
         return {**base, "state": "done", "rental": record.rental.to_xcom(), "claim": record.claim}
@@ -352,7 +346,7 @@ def activation_to_json(record: ActivationRecord, *, task: list[object], at: date
         "kind": ACTIVATION_KIND,
         "task": task,
         "at": at.isoformat(),
-        "asked": _asked_json(record.asked),
+        "asked": dict(record.asked) if record.asked else None,
     }
     if isinstance(record, ActivationDone):
         return {**base, "state": "done", "activation": record.activation.to_xcom(), "claim": record.claim}
