@@ -173,6 +173,42 @@ def validate_activation_id(activation_id: object) -> int:
     return value
 
 
+#: getNumber's activation types: 0 an SMS (the server's default), 1 by number, 2 a voice call.
+ACTIVATION_TYPES: tuple[int, ...] = (0, 1, 2)
+
+
+def validate_activation_type(activation_type: object) -> int | None:
+    """Return ``activation_type`` as one of :data:`ACTIVATION_TYPES` (``None``: the server's
+    default, an SMS), or raise ``ValueError``."""
+    if activation_type is None:
+        return None
+    try:
+        value = as_int(activation_type)
+    except ValueError:
+        value = None
+    if value not in ACTIVATION_TYPES:
+        raise ValueError(
+            f"activation_type must be 0 (SMS), 1 (by number), 2 (voice) or None, got {activation_type!r}"
+        )
+    return value
+
+
+def validate_ref(ref: object) -> str | None:
+    """Return ``ref`` (a partner id; ``None`` or empty: none) stripped, or raise ``ValueError``."""
+    if ref is None or (isinstance(ref, str) and not ref.strip()):
+        return None
+    if (
+        not isinstance(ref, str)
+        or len(ref.strip()) > MAX_CODE_LENGTH
+        or any(c.isspace() for c in ref.strip())
+    ):
+        raise ValueError(
+            f"ref must be a partner id of at most {MAX_CODE_LENGTH} characters without spaces, or None, "
+            f"got {_shown(ref)}"
+        )
+    return ref.strip()
+
+
 def validate_max_price(max_price: object, name: str = "max_price") -> Decimal | None:
     """Return ``max_price`` as a ``Decimal`` (``None``: no limit), or raise ``ValueError`` naming it.
 

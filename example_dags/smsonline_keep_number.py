@@ -44,7 +44,8 @@ with DAG(
             print("No number kept yet: renting one")
             return "rent_new"
         with SmsOnlineHook() as hook:
-            active = {rental.id for rental in hook.get_rent_list()}
+            # With its id: getRentList answers on every reading of its page (see the guarantees).
+            active = {rental.id for rental in hook.get_rent_list(int(kept["id"]))}
         if int(kept["id"]) in active:
             print(f"Renewing rental {kept['id']} (+{kept['number']}, ends {kept['end_date']})")
             return "renew"

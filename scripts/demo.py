@@ -51,8 +51,8 @@ def main() -> int:
         rent = run.task("rent")
         with SmsOnlineHook() as hook:
             balance_after = hook.get_balance()
-            listed = {entry.id: entry for entry in hook.get_rent_list()}
-        entry = listed.get(int(rent.xcoms["id"]))
+            rent_id = int(rent.xcoms["id"])
+            entry = next((e for e in hook.get_rent_list(rent_id) if e.id == rent_id), None)
         price = "not listed" if entry is None or entry.price is None else f"{entry.price}"
         print()
         print(f"DAG run {run.run_id}: {run.state}")

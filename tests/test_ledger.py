@@ -380,8 +380,8 @@ class FakeAccount:
             endpoint=MOCK_ENDPOINT, api_key=CANARY_KEY, timeout=1.0, connect_timeout=0.5
         )
 
-    def get_rent_list(self) -> list[RentListEntry]:
-        with self.lock:
+    def get_rent_list(self, rent_id: int | None = None) -> list[RentListEntry]:
+        with self.lock:  # the prose's reading: every active rental, an id or not
             return list(self.rentals)
 
     def get_rent_number(self, service: str, country: int, rent_time: int | None = None) -> Rental:

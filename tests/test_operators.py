@@ -206,6 +206,7 @@ def test_rent_number_sends_the_operator_arguments(
         "country": "7",
         "operator": "mts",
         "rent_time": "168",
+        "uri": "https://h.example/x",
         "url": "https://h.example/x",
     }
 

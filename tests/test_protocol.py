@@ -573,6 +573,7 @@ def test_rent_number_params_send_given_optionals() -> None:
         "country": "12",
         "operator": "mts",
         "rent_time": "24",
+        "uri": "https://example.com/hook",
         "url": "https://example.com/hook",
     }
 

@@ -212,7 +212,7 @@ def test_the_rich_sandbox_adds_the_cost_to_get_rent_number(rich_api: Api) -> Non
 
 
 def test_get_rent_number_charges_the_price_and_records_the_rental(api: Api, sandbox: Sandbox) -> None:
-    rental = api.rent(rent_time=168, operator="mts", url="http://127.0.0.1:9/hook")
+    rental = api.rent(rent_time=168, operator="mts", uri="http://127.0.0.1:9/hook")
     state = sandbox.state()
     price = price_of("tg", 0, 168)
     assert Decimal(state["balance"]) == Decimal("1000") - price
@@ -328,7 +328,7 @@ def test_cancel_within_the_window_refunds_the_charge(api: Api, sandbox: Sandbox)
 def test_get_rent_list_lists_active_rentals_with_string_fields_and_end_date(rich_api: Api) -> None:
     api = rich_api
     rented = api.rent(rent_time=8)
-    status, body = api.get(action="getRentList")
+    status, body = api.get(action="getRentList", id=rented.id)
     (item,) = json.loads(body)["values"]
     assert {k: item[k] for k in ("id", "phone", "price", "hours")} == {
         "id": str(rented.id),
@@ -345,11 +345,12 @@ def test_get_rent_list_lists_active_rentals_with_string_fields_and_end_date(rich
 def test_get_rent_list_leaves_out_ended_rentals(api: Api) -> None:
     kept, finished = api.rent(), api.rent()
     api.get(action="setRentStatus", id=finished.id, status=1)
-    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList"))] == [kept.id]
+    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList", id=kept.id))] == [kept.id]
+    assert protocol.parse_rent_list(*api.get(action="getRentList", id=finished.id)) == []
 
 
 def test_get_rent_list_without_rentals_answers_no_numbers(api: Api) -> None:
-    status, body = api.get(action="getRentList")
+    status, body = api.get(action="getRentList", id=1)
     assert json.loads(body) == {"status": "error", "message": "NO_NUMBERS"}
     assert protocol.parse_rent_list(status, body) == []
 
@@ -393,10 +394,10 @@ def test_price_grows_with_hours() -> None:
 
 
 def test_rental_expires_when_its_end_date_passes(api: Api, sandbox: Sandbox) -> None:
-    api.rent()
+    rental = api.rent()
     sandbox.advance_clock(4 * 3600)
     assert sandbox.state()["rentals"][0]["status"] == "expired"
-    assert protocol.parse_rent_list(*api.get(action="getRentList")) == []
+    assert protocol.parse_rent_list(*api.get(action="getRentList", id=rental.id)) == []
 
 
 # ----------------------------------------------------------------------------- errors
@@ -707,9 +708,8 @@ def test_fault_timeout_after_commit_withholds_the_answer_after_charging(api: Api
     state = sandbox.state()
     assert len(state["rentals"]) == 1 and len(state["charges"]) == 1
     # the committed rental is what reconciliation finds
-    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList"))] == [
-        state["rentals"][0]["id"]
-    ]
+    rent_id = state["rentals"][0]["id"]
+    assert [e.id for e in protocol.parse_rent_list(*api.get(action="getRentList", id=rent_id))] == [rent_id]
 
 
 def test_stop_releases_connections_held_by_a_timeout_fault() -> None:
@@ -953,7 +953,7 @@ def test_delivered_sms_is_posted_once_to_the_rentals_webhook(
     api: Api, sandbox: Sandbox, webhook_receiver: tuple[str, type[_Hook]]
 ) -> None:
     url, hook = webhook_receiver
-    rental = api.rent(url=url)
+    rental = api.rent(uri=url)
     response = control(
         sandbox,
         "POST",
@@ -976,7 +976,7 @@ def test_a_failing_webhook_is_counted_and_not_retried(api: Api, sandbox: Sandbox
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # closed again below: nothing listens there
-    rental = api.rent(url=f"http://127.0.0.1:{port}/hook")
+    rental = api.rent(uri=f"http://127.0.0.1:{port}/hook")
     sandbox.deliver_sms(rental.id, text="Code 1")
     deadline = time.monotonic() + 5
     while sandbox.state()["webhooks"]["failed"] < 1 and time.monotonic() < deadline:
@@ -1034,7 +1034,7 @@ def _answers_of_every_action(sandbox: Sandbox, session: requests.Session) -> dic
         "getRentNumber": api.get(action="getRentNumber", service="wa", country=2)[1],
         "continueRentNumber": api.get(action="continueRentNumber", id=rental.id, rent_time=4)[1],
         "getRentStatus": api.get(action="getRentStatus", id=rental.id)[1],
-        "getRentList": api.get(action="getRentList")[1],
+        "getRentList": api.get(action="getRentList", id=rental.id)[1],
         "getContinueRentPrice": api.get(action="getContinueRentPrice", id=rental.id, rent_time=24)[1],
         "getRentPrices": api.get(action="getRentPrices", country=0)[1],
         "setRentStatus": api.get(action="setRentStatus", id=other.id, status=1)[1],
@@ -1050,6 +1050,7 @@ def _answers_of_every_action(sandbox: Sandbox, session: requests.Session) -> dic
         "getPrices": api.get(action="getPrices", service="tg", country=0)[1],
         "getActiveActivations": api.get(action="getActiveActivations")[1],
         "setStatus": api.get(action="setStatus", id=activation, status=6)[1],
+        "getHistory": api.get(action="getHistory")[1],
     }
     plain = {"getBalance", "getNumber", "getStatus", "setStatus"}
     return {a: body.decode() if a in plain else json.loads(body) for a, body in bodies.items()}
@@ -1094,7 +1095,7 @@ def test_documented_answers_are_read_by_the_client_as_today(session: requests.Se
     with Sandbox(port=0, api_key=CANARY_KEY, documented_only=True) as sb:
         api = Api(sb, session)
         rental = api.rent()
-        (entry,) = protocol.parse_rent_list(*api.get(action="getRentList"))
+        (entry,) = protocol.parse_rent_list(*api.get(action="getRentList", id=rental.id))
         renewed = protocol.parse_rental(*api.get(action="continueRentNumber", id=rental.id, rent_time=4))
     assert (entry.id, entry.number, entry.hours, dict(entry.extra)) == (rental.id, rental.number, 4, {})
     assert dict(rental.extra) == {} and renewed.end_date - rental.end_date == timedelta(hours=4)
@@ -1108,11 +1109,11 @@ def test_utc_offset_writes_every_date_in_that_zone_without_an_offset(
     url, hook = webhook_receiver
     with Sandbox(port=0, api_key=CANARY_KEY, utc_offset=hours, documented_only=False) as sb:
         api = Api(sb, session)
-        end_date = json.loads(api.get(action="getRentNumber", service="tg", country=0, url=url)[1])["phone"]
+        end_date = json.loads(api.get(action="getRentNumber", service="tg", country=0, uri=url)[1])["phone"]
         sb.deliver_sms(end_date["id"], text="Code 1")
         assert hook.arrived.wait(5)
         (record,) = sb.state()["rentals"]
-        (listed,) = json.loads(api.get(action="getRentList")[1])["values"]
+        (listed,) = json.loads(api.get(action="getRentList", id=record["id"])[1])["values"]
         (history,) = json.loads(api.get(action="getRentHistory")[1])
         sms = json.loads(api.get(action="getRentStatus", id=record["id"])[1])["values"]["0"]
     true_end = protocol.parse_datetime(record["end_date"])
@@ -1156,7 +1157,8 @@ def test_cli_serves_documented_answers_in_the_given_zone() -> None:
     try:
         query = {"api_key": "k1", "action": "getRentNumber", "service": "tg", "country": 0}
         phone = requests.get(url, params=query, timeout=5).json()["phone"]
-        rows = requests.get(url, params={"api_key": "k1", "action": "getRentList"}, timeout=5).json()
+        query = {"api_key": "k1", "action": "getRentList", "id": phone["id"]}
+        rows = requests.get(url, params=query, timeout=5).json()
         state = requests.get(url.replace("/stubs/handler_api.php", "/sandbox/state"), timeout=5).json()
     finally:
         process.send_signal(signal.SIGTERM)

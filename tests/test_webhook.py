@@ -569,8 +569,9 @@ class Hook:
 def _rent_with_url(sandbox: Sandbox, url: str) -> int:
     import urllib.request
 
+    param = sandbox.readings.webhook_param  # the name this sandbox's reading takes
     query = urlencode(
-        {"api_key": sandbox.api_key, "action": "getRentNumber", "service": "tg", "country": 0, "url": url}
+        {"api_key": sandbox.api_key, "action": "getRentNumber", "service": "tg", "country": 0, param: url}
     )
     with urllib.request.urlopen(f"{sandbox.url}?{query}", timeout=10) as answer:
         return int(json.loads(answer.read())["phone"]["id"])

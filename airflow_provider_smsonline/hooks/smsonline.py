@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -241,9 +242,53 @@ class SmsOnlineHook(BaseHook):
             return "finished"
         return "cancelled"
 
-    def get_rent_list(self) -> list[protocol.RentListEntry]:
-        """The account's active rentals (getRentList); none is ``[]``."""
-        return self._call(protocol.get_rent_list_params(), protocol.parse_rent_list)
+    def get_rent_list(self, rent_id: int | None = None) -> list[protocol.RentListEntry]:
+        """The account's active rentals (getRentList); none is ``[]``.
+
+        SMS.online's page contradicts itself: its prose lists every active rental, its table marks
+        a rental id as required. With ``rent_id`` the id is sent, and a server of either reading
+        answers (the whole list, or that rental alone: look for the id in the result); without
+        it, a server that requires an id refuses (``NO_ID_RENT`` or another code).
+        :meth:`get_rent_history` lists rentals on every reading.
+        """
+        return self._call(protocol.get_rent_list_params(rent_id), protocol.parse_rent_list)
+
+    def get_rent_history(self, start: datetime, end: datetime | None = None) -> list[protocol.HistoryEntry]:
+        """The account's rentals that began from ``start`` to ``end`` (getRentHistory), each once,
+        with their numbers, texts and costs.
+
+        Every page is read (100 rows a call), and a window longer than the 30 days one call allows
+        is split. The window is sent in unix seconds, which no time zone shifts.
+
+        :param start: aware (naive means UTC).
+        :param end: aware (naive means UTC); ``None``: now.
+        """
+        return list(self._history(protocol.GET_RENT_HISTORY, start, end))
+
+    def get_activation_history(
+        self, start: datetime, end: datetime | None = None
+    ) -> list[protocol.HistoryEntry]:
+        """The account's activations that began from ``start`` to ``end`` (getHistory), as
+        :meth:`get_rent_history` reads rentals (an active activation's cost is 0)."""
+        return list(self._history(protocol.GET_HISTORY, start, end))
+
+    def _history(self, action: str, start: datetime, end: datetime | None) -> Iterator[protocol.HistoryEntry]:
+        seen: set[int] = set()
+        for window_start, window_end in history_windows(start, end):
+            offset = 0
+            while True:
+                params = protocol.history_params(action, window_start, window_end, offset)
+                page = self._call(
+                    params,
+                    lambda status, body: protocol.parse_history(status, body, self.config.server_timezone),
+                )
+                for row in page:
+                    if row.id not in seen:  # a row that moved across a page or window boundary
+                        seen.add(row.id)
+                        yield row
+                if len(page) < protocol.HISTORY_PAGE_LIMIT:
+                    break
+                offset += len(page)
 
     def get_rent_prices(self, country: int, rent_time: int | None = None) -> list[protocol.RentPrice]:
         """Rental prices and stock per service in a country (getRentPrices), for ``rent_time``
@@ -260,6 +305,8 @@ class SmsOnlineHook(BaseHook):
         max_price: Decimal | float | str | None = None,
         *,
         v2: bool = False,
+        ref: str | None = None,
+        activation_type: int | None = None,
     ) -> protocol.Activation:
         """Buy an activation: a number for one verification code (getNumber). Charges money;
         never re-sent automatically.
@@ -270,9 +317,14 @@ class SmsOnlineHook(BaseHook):
         :param max_price: sent as ``maxPrice``: above it the server refuses and charges nothing
             (:class:`~airflow_provider_smsonline.exceptions.PriceLimitError`, ``WRONG_MAX_PRICE``).
         :param v2: use getNumberV2, whose JSON answer carries the cost.
+        :param ref: a partner id (``ref``), sent only when given.
+        :param activation_type: 0 an SMS (the server's default), 1 by number, 2 a voice call
+            (``activationType``), sent only when given.
         :raises OutcomeUnknownError: the request left but no usable answer came back.
         """
-        params = protocol.get_number_params(service, country, operator, max_price, v2=v2)
+        params = protocol.get_number_params(
+            service, country, operator, max_price, v2=v2, ref=ref, activation_type=activation_type
+        )
         limit = validation.validate_max_price(max_price)
 
         def parse(status: int, body: bytes) -> protocol.Activation:
@@ -349,10 +401,9 @@ class SmsOnlineHook(BaseHook):
                     return "refund_later"
                 _sleep(EARLY_CANCEL_RETRY)
 
-    def get_prices(
-        self, service: str | None = None, country: int | None = None
-    ) -> list[protocol.ActivationPrice]:
-        """Activation prices and stock (getPrices), optionally for one service and/or country."""
+    def get_prices(self, service: str, country: int) -> list[protocol.ActivationPrice]:
+        """The price and stock of activations of ``service`` in ``country`` (getPrices; its page
+        marks both required)."""
         return self._call(protocol.get_prices_params(service, country), protocol.parse_prices)
 
     def get_active_activations(self) -> list[protocol.ActiveActivation]:
@@ -361,3 +412,29 @@ class SmsOnlineHook(BaseHook):
 
     def _parse_rental(self, status: int, body: bytes) -> protocol.Rental:
         return protocol.parse_rental(status, body, self.config.server_timezone)
+
+
+def history_windows(start: datetime, end: datetime | None = None) -> list[tuple[int, int]]:
+    """``start`` to ``end`` (``None``: now) as unix-second windows of at most 30 days each, the
+    longest one getRentHistory or getHistory call allows.
+
+    :raises ValueError: ``end`` before ``start``.
+    """
+    first = _unix(start)
+    last = _unix(end if end is not None else datetime.now(timezone.utc))
+    if last < first:
+        raise ValueError(f"end must not be before start, got start {start!r} and end {end!r}")
+    windows = []
+    while True:
+        upto = min(last, first + protocol.HISTORY_WINDOW_SECONDS)
+        windows.append((first, upto))
+        if upto >= last:
+            return windows
+        first = upto + 1
+
+
+def _unix(moment: datetime) -> int:
+    if not isinstance(moment, datetime):
+        raise ValueError(f"a history window's ends must be datetimes, got {moment!r}")
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return max(0, int(aware.timestamp()))

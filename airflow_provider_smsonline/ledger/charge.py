@@ -24,6 +24,12 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
+from airflow_provider_smsonline.ledger.listing import (
+    listed_now,
+    listing_of,
+    snapshot_for_renewal,
+    snapshot_for_rent,
+)
 from airflow_provider_smsonline.ledger.records import (
     Asked,
     Done,
@@ -150,14 +156,19 @@ def charge_once(
             check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
     started = _now()
+    if existing_id is None:
+        listing, snapshot = snapshot_for_rent(hook, started)
+    else:
+        listing, snapshot = snapshot_for_renewal(hook, existing_id)
     pending = Pending(
         started=started,
         until=started + timedelta(seconds=_window(hook)),
-        snapshot=_listed(hook),
+        snapshot=snapshot,
         rent_time=rent_time,
         renewing=existing_id,
         intent=ledger.intent_key(account),
         asked=wants,
+        listing=listing,
     )
     ledger.write(pending)
     ledger.prune_on_first_try(record)
@@ -220,17 +231,19 @@ def _after_window(ledger: ChargeLedger, record: Pending) -> Record | None:
             return fresh
 
 
-def _listed(hook: SmsOnlineHook) -> tuple[Listed, ...]:
-    return tuple(Listed.of(entry) for entry in hook.get_rent_list())
-
-
 def _reconcile(
     ledger: ChargeLedger, hook: SmsOnlineHook, account: str, record: Record, *, lost_now: bool
 ) -> Rental | None:
     """Act on the record of an earlier try (or of this try's lost call): the rental found, or
     ``None`` when the call is to be made (again) or, after a lost answer, nothing showed yet."""
-    renewal_done = isinstance(record, Done) and record.renewing is not None
-    listed = None if renewal_done else _listed(hook)
+    listed: tuple[Listed, ...] | None
+    if isinstance(record, Pending):
+        listed = listed_now(hook, record)
+    elif record.renewing is None:  # is the rental of an earlier try still active?
+        row = listing_of(hook, record.rental.id)
+        listed = (row,) if row is not None else ()
+    else:
+        listed = None  # a finished renewal is reused whatever the list says
     wanted: set[int] = set()
     if isinstance(record, Pending) and listed is not None:
         before = {row.id for row in record.snapshot}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from airflow_provider_smsonline.ledger.records import Done, Intent, Listed, Pending, Record, Survey
+from airflow_provider_smsonline.ledger.records import LIST, Done, Intent, Listed, Pending, Record, Survey
 from airflow_provider_smsonline.protocol import Rental
 
 #: Hours assumed for a rental whose period neither the list nor the call gives.
@@ -136,11 +136,15 @@ def _new_rental(
     held = set(survey.held) | (set(survey.named) - set(named_here))
     candidates = [row for row in new if row.id not in held]
     # A rental absent from the snapshot of a rival call made after our window closed appeared
-    # after that: it is not ours, whoever's it is.
+    # after that: it is not ours, whoever's it is. (Not from a getRentHistory snapshot: a rental
+    # absent from its window may have begun before it.)
     late = [
         rival.snapshot
         for rival in survey.rivals
-        if rival.snapshot is not None and rival.started is not None and rival.started - CLOCK_SKEW > ours_to
+        if rival.snapshot is not None
+        and rival.listing == LIST
+        and rival.started is not None
+        and rival.started - CLOCK_SKEW > ours_to
     ]
     candidates = [row for row in candidates if all(row.id in snapshot for snapshot in late)]
     ids_now = {row.id for row in candidates}
@@ -149,7 +153,8 @@ def _new_rental(
         for rival in survey.rivals
         if rival.looked_at is None and _overlap(rival.started, rival.until, ours_from, rivals_to, now)
     ]
-    overlapping = _not_used_up(overlapping, survey, listed, {row.id for row in new})
+    if record.listing == LIST:
+        overlapping = _not_used_up(overlapping, survey, listed, {row.id for row in new})
     # Who else can have made each candidate: overlapping calls whose snapshots do not hold it,
     # and (a rental another task instance named appeared while that one's call was unresolved)
     # its namer, a rival whose call overlapped ours though its intent now reads as looked.
@@ -269,19 +274,22 @@ def _not_used_up(
     """The rivals, less those that have a rental only they can have made: a call makes at most
     one rental, so such a rival made that one and none of ours. Only rentals ours cannot be
     (not new since our snapshot) and nobody claims count, and only rivals whose snapshots are
-    known, on a store that lists its claims (:attr:`Survey.claimed`)."""
+    known, on a store that lists its claims (:attr:`Survey.claimed`); only getRentList
+    snapshots, which hold every rental active then (the caller skips this for its own
+    getRentHistory snapshot)."""
     if survey.claimed is None:
         return list(rivals)
     others = [row for row in listed if row.id not in ours and row.id not in survey.claimed | survey.held]
     kept = []
     for rival in rivals:
-        if rival.snapshot is None or rival.renewing is not None:
+        if rival.snapshot is None or rival.renewing is not None or rival.listing != LIST:
             kept.append(rival)
             continue
         forced = any(
             _could_make(rival, row)
             and all(
-                other is rival or (other.snapshot is not None and not _could_make(other, row))
+                other is rival
+                or (other.snapshot is not None and other.listing == LIST and not _could_make(other, row))
                 for other in survey.rivals
             )
             for row in others

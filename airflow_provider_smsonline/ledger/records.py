@@ -13,6 +13,11 @@ from typing import Any
 
 from airflow_provider_smsonline.protocol import Activation, Rental, RentListEntry
 
+#: How a snapshot of the account's rentals was read: getRentList (every active rental), or, where
+#: getRentList wants a rental id, getRentHistory (every rental begun in a window around the call).
+LIST = "getRentList"
+HISTORY = "getRentHistory"
+
 
 @dataclass(frozen=True)
 class Listed:
@@ -71,6 +76,8 @@ class Pending:
     :ivar looked_at: when a look after a lost answer last found nothing to adopt.
     :ivar named: the named-rental Variables this record's ambiguity wrote.
     :ivar asked: what the call asked for (``None`` in a record of an older release).
+    :ivar listing: how ``snapshot`` was read, :data:`LIST` or :data:`HISTORY` (where getRentList
+        wants an id); the account is read the same way again to compare with it.
     """
 
     started: datetime
@@ -82,6 +89,7 @@ class Pending:
     looked_at: datetime | None = None
     named: tuple[str, ...] = ()
     asked: Asked | None = None
+    listing: str = LIST
 
     @property
     def base(self) -> Listed | None:
@@ -161,6 +169,8 @@ class Intent:
         unknown). A rental in it existed before that call, so that call did not make it.
     :ivar rent_time: the hours its call asked for (from its record; ``None``: unknown or default).
     :ivar renewing: the rental its call renews (from its record), ``None`` for a new rental.
+    :ivar listing: how its snapshot was read (from its record): with :data:`HISTORY`, a rental
+        absent from it may have begun before its window, so its absence proves nothing.
     """
 
     owner: str
@@ -171,6 +181,7 @@ class Intent:
     snapshot: frozenset[int] | None = None
     rent_time: int | None = None
     renewing: int | None = None
+    listing: str = LIST
 
 
 @dataclass(frozen=True)
@@ -247,6 +258,7 @@ def record_to_json(record: Record, *, task: list[object], at: datetime) -> dict[
         "intent": record.intent,
         "looked_at": _time(record.looked_at),
         "named": list(record.named),
+        "listing": record.listing,
     }
 
 
@@ -284,6 +296,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record | None:
                 looked_at=_when(data.get("looked_at")),
                 named=tuple(key for key in data.get("named") or () if isinstance(key, str)),
                 asked=_asked(data.get("asked")),
+                listing=HISTORY if data.get("listing") == HISTORY else LIST,
             )
     except (KeyError, TypeError, ValueError, IndexError):
         pass

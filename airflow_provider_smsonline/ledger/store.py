@@ -282,6 +282,7 @@ class ChargeLedger:
             snapshot=frozenset(row.id for row in record.snapshot),
             rent_time=record.rent_time,
             renewing=record.renewing,
+            listing=record.listing,
         )
 
     def survey(self, account: str, rental_ids: Iterable[int]) -> Survey:

@@ -47,14 +47,28 @@ class ActivateNumberOperator(NewNumberOperator):
     :param operator: mobile operator code, ``None`` for any (templated).
     :param max_price: the most one activation may cost, e.g. ``10.5``; ``None``: no limit
         (templated).
+    :param ref: a partner id, sent as getNumber's ``ref``; ``None``: none (templated).
+    :param activation_type: how the code comes: 0 an SMS (the server's default), 1 by number,
+        2 a voice call; sent as getNumber's ``activationType``; ``None``: not sent (templated).
     :param smsonline_conn_id: the connection holding the API key.
     :param cancel_on_failure: cancel (refund) the activation if the task fails after buying it.
     """
 
-    template_fields: Sequence[str] = ("service", "country", "operator", "max_price")
+    template_fields: Sequence[str] = (
+        "service",
+        "country",
+        "operator",
+        "max_price",
+        "ref",
+        "activation_type",
+    )
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self, *, ref: str | None = None, activation_type: int | str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.ref = ref
+        self.activation_type = activation_type
         self._check_at_parse()
 
     xcom_keys = XCOM_KEYS
@@ -69,7 +83,14 @@ class ActivateNumberOperator(NewNumberOperator):
         return buy_once(
             ledger,
             hook,
-            lambda: hook.get_number(args["service"], args["country"], args["operator"], args["max_price"]),
+            lambda: hook.get_number(
+                args["service"],
+                args["country"],
+                args["operator"],
+                args["max_price"],
+                ref=args["ref"],
+                activation_type=args["activation_type"],
+            ),
             service=args["service"],
             country=args["country"],
             asked={k: args[k] for k in ("service", "country", "operator")},

@@ -65,6 +65,8 @@ FIELD_CHECKS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "max_price": validation.validate_max_price,
         "rent_id": validation.validate_rent_id,
         "activation_id": validation.validate_activation_id,
+        "ref": validation.validate_ref,
+        "activation_type": validation.validate_activation_type,
         "pattern": _pattern_text,
         "since": _since,
     }

@@ -152,7 +152,7 @@ class RentNumberOperator(_Renting, NewNumberOperator):
 
         rent_id = item.id
         try:
-            row = next((r for r in hook.get_rent_list() if r.id == rent_id), None)
+            row = next((r for r in hook.get_rent_list(rent_id) if r.id == rent_id), None)
         except SmsOnlineError as error:
             self.log.warning(
                 "Could not read what rental %s cost (%s); max_price was checked before", rent_id, error

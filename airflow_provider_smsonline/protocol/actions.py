@@ -9,9 +9,11 @@ from types import MappingProxyType
 from airflow_provider_smsonline.validation import (
     non_negative_int,
     validate_activation_id,
+    validate_activation_type,
     validate_country,
     validate_max_price,
     validate_operator,
+    validate_ref,
     validate_rent_id,
     validate_rent_time,
     validate_service,
@@ -30,6 +32,7 @@ GET_RENT_LIST = "getRentList"
 CONTINUE_RENT_NUMBER = "continueRentNumber"
 GET_CONTINUE_RENT_PRICE = "getContinueRentPrice"
 GET_RENT_PRICES = "getRentPrices"
+GET_RENT_HISTORY = "getRentHistory"
 # The activation family (one-time numbers); its parameters are built in activations.py.
 GET_NUMBER = "getNumber"
 GET_NUMBER_V2 = "getNumberV2"
@@ -38,6 +41,16 @@ GET_STATUS_V2 = "getStatusV2"
 SET_STATUS = "setStatus"
 GET_PRICES = "getPrices"
 GET_ACTIVE_ACTIVATIONS = "getActiveActivations"
+GET_HISTORY = "getHistory"
+
+#: The parameter names a rental's webhook URL is sent under: SMS.online's webhooks page says
+#: ``uri``; its peers (and perhaps its getRentNumber, whose page shows no names) read ``url``. A
+#: server reads the one it knows and ignores the other, so both are sent.
+WEBHOOK_URL_PARAMS = ("uri", "url")
+#: getRentHistory and getHistory: the longest window of one call (the pages: 30 days) and the
+#: most rows a page holds.
+HISTORY_WINDOW_SECONDS = 30 * 24 * 3600
+HISTORY_PAGE_LIMIT = 100
 
 #: Actions that charge money: never re-sent automatically.
 CHARGING_ACTIONS = frozenset({GET_RENT_NUMBER, CONTINUE_RENT_NUMBER, GET_NUMBER, GET_NUMBER_V2})
@@ -61,13 +74,14 @@ def get_rent_number_params(
 ) -> dict[str, str]:
     """Parameters of getRentNumber, validated; omitted optionals are left out."""
     hours = validate_rent_time(rent_time)
+    url = validate_webhook_url(webhook_url)
     return _new_number(
         GET_RENT_NUMBER,
         service,
         country,
         operator,
         rent_time=None if hours is None else str(hours),
-        url=validate_webhook_url(webhook_url),
+        **dict.fromkeys(WEBHOOK_URL_PARAMS, url),
     )
 
 
@@ -106,9 +120,43 @@ def set_rent_status_params(rent_id: int, status: int) -> dict[str, str]:
     return {"action": SET_RENT_STATUS, "id": str(validate_rent_id(rent_id)), "status": str(status)}
 
 
-def get_rent_list_params() -> dict[str, str]:
-    """Parameters of getRentList."""
-    return {"action": GET_RENT_LIST}
+def get_rent_list_params(rent_id: int | None = None) -> dict[str, str]:
+    """Parameters of getRentList; ``id`` only when ``rent_id`` is given.
+
+    SMS.online's page contradicts itself: its prose lists every active rental without an id, its
+    table and sample send one. A server of the first reading ignores the id.
+    """
+    params = {"action": GET_RENT_LIST}
+    if rent_id is not None:
+        params["id"] = str(validate_rent_id(rent_id))
+    return params
+
+
+def history_params(
+    action: str, start: int, end: int, offset: int = 0, limit: int = HISTORY_PAGE_LIMIT
+) -> dict[str, str]:
+    """Parameters of one page of getRentHistory or getHistory: ``start`` and ``end`` in unix
+    seconds, at most :data:`HISTORY_WINDOW_SECONDS` apart; ``limit`` 1 to 100 rows from ``offset``."""
+    if action not in (GET_RENT_HISTORY, GET_HISTORY):
+        raise ValueError(f"action must be {GET_RENT_HISTORY} or {GET_HISTORY}, got {action!r}")
+    start = non_negative_int("start", start, "unix seconds")
+    end = non_negative_int("end", end, "unix seconds")
+    if not 0 <= end - start <= HISTORY_WINDOW_SECONDS:
+        raise ValueError(
+            f"end must be from start to {HISTORY_WINDOW_SECONDS} seconds (30 days) after it, got start "
+            f"{start} and end {end}"
+        )
+    offset = non_negative_int("offset", offset, "rows to skip")
+    limit = non_negative_int("limit", limit, f"1 to {HISTORY_PAGE_LIMIT} rows")
+    if not 1 <= limit <= HISTORY_PAGE_LIMIT:
+        raise ValueError(f"limit must be from 1 to {HISTORY_PAGE_LIMIT}, got {limit}")
+    return {
+        "action": action,
+        "start": str(start),
+        "end": str(end),
+        "offset": str(offset),
+        "limit": str(limit),
+    }
 
 
 def continue_rent_number_params(rent_id: int, rent_time: int) -> dict[str, str]:
@@ -164,15 +212,21 @@ def get_number_params(
     max_price: object = None,
     *,
     v2: bool = False,
+    ref: str | None = None,
+    activation_type: int | None = None,
 ) -> dict[str, str]:
-    """Parameters of getNumber (or getNumberV2); ``maxPrice`` is sent only with a limit."""
+    """Parameters of getNumber (or getNumberV2); ``maxPrice``, ``ref`` (a partner id) and
+    ``activationType`` (0 SMS, 1 by number, 2 voice) are sent only when given."""
     limit = validate_max_price(max_price)
+    kind = validate_activation_type(activation_type)
     return _new_number(
         GET_NUMBER_V2 if v2 else GET_NUMBER,
         service,
         country,
         operator,
         maxPrice=None if limit is None else format(limit, "f"),
+        ref=validate_ref(ref),
+        activationType=None if kind is None else str(kind),
     )
 
 
@@ -190,14 +244,13 @@ def set_status_params(activation_id: int, status: int) -> dict[str, str]:
     return {"action": SET_STATUS, "id": str(validate_activation_id(activation_id)), "status": str(status)}
 
 
-def get_prices_params(service: str | None = None, country: int | None = None) -> dict[str, str]:
-    """Parameters of getPrices (both filters optional)."""
-    params = {"action": GET_PRICES}
-    if service is not None:
-        params["service"] = validate_service(service)
-    if country is not None:
-        params["country"] = str(validate_country(country))
-    return params
+def get_prices_params(service: str, country: int) -> dict[str, str]:
+    """Parameters of getPrices: SMS.online's page marks both ``service`` and ``country`` required."""
+    return {
+        "action": GET_PRICES,
+        "service": validate_service(service),
+        "country": str(validate_country(country)),
+    }
 
 
 def get_active_activations_params() -> dict[str, str]:

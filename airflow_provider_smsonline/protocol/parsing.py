@@ -34,6 +34,9 @@ from airflow_provider_smsonline.protocol.answers import (
 from airflow_provider_smsonline.protocol.results import (
     STATUS_OK,
     STATUS_WAIT_CODE,
+    STATUS_WAIT_RESEND,
+    STATUS_WAIT_RETRY,
+    HistoryEntry,
     Rental,
     RentListEntry,
     RentPrice,
@@ -41,6 +44,8 @@ from airflow_provider_smsonline.protocol.results import (
 )
 from airflow_provider_smsonline.validation import MAX_RENTAL_ID, as_int
 
+#: Other spellings of getStatus states, read as the one this provider names them by.
+_STATUS_SPELLINGS = MappingProxyType({STATUS_WAIT_RESEND: STATUS_WAIT_RETRY})
 #: Answers of getActiveActivations meaning "none" (its page names the case, not the code).
 NO_ACTIVE_CODES = frozenset({"NO_ACTIVATIONS", "NO_ACTIVE_ACTIVATIONS", "NO_ACTIVATION"})
 
@@ -179,6 +184,57 @@ def parse_rent_list(status: int, body: bytes | str) -> list[RentListEntry]:
     return entries
 
 
+def _history_texts(value: object) -> tuple[str, ...]:
+    """The ``sms`` field of a history row: a JSON list written as a string (the page's sample),
+    a list, or one text."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        text = value
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return (text,)
+    if isinstance(value, list):
+        return tuple(str(item) for item in value if item is not None)
+    return (str(value),)
+
+
+def parse_history(status: int, body: bytes | str, tz: tzinfo = timezone.utc) -> list[HistoryEntry]:
+    """Parse getRentHistory or getHistory: a bare JSON list of rows (an empty list is ``[]``)."""
+    payload = read_body(status, body)
+    if isinstance(payload, str):
+        raise error_for_code(payload, http_status=status)
+    if isinstance(payload, dict) and payload.get("status") == "success":
+        payload = payload.get("values", payload.get("history"))  # a peer's wrapper
+    if not isinstance(payload, list):
+        raise bad_response(status, "a history that is not a list")
+    rows = []
+    for item in payload:
+        if not isinstance(item, dict):
+            raise bad_response(status, "a history row that is not an object")
+        row_id = checked_id(status, item.get("id"), "history row")
+        try:
+            date = parse_datetime(item["date"], tz) if item.get("date") else None
+        except ValueError:
+            date = None  # informational: nothing decides on a server's date
+        cost = item.get("cost")
+        number = item.get("phone")
+        extra = {k: v for k, v in item.items() if k not in ("id", "date", "phone", "sms", "cost", "status")}
+        rows.append(
+            HistoryEntry(
+                id=row_id,
+                date=date,
+                number=str(number) if isinstance(number, (str, int)) and not isinstance(number, bool) else "",
+                sms=_history_texts(item.get("sms")),
+                cost=None if cost in (None, "") else amount(status, cost, "a cost"),
+                status="" if item.get("status") is None else str(item.get("status")),
+                extra=MappingProxyType(extra),
+            )
+        )
+    return rows
+
+
 def parse_price(status: int, body: bytes | str) -> Decimal:
     """Parse getContinueRentPrice: ``{"status":"success","price":"100"}`` → ``Decimal('100')``."""
     payload = success_object(status, body)
@@ -278,6 +334,7 @@ def parse_status(status: int, body: bytes | str) -> results.ActivationStatus:
         head, sep, argument = payload.partition(":")
         head = head.strip()
         if head.startswith("STATUS_"):
+            head = _STATUS_SPELLINGS.get(head, head)
             return results.ActivationStatus(status=head, code=argument.strip() or None if sep else None)
         raise error_for_code(payload, http_status=status)
     if isinstance(payload, dict):

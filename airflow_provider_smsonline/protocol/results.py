@@ -91,6 +91,29 @@ class RentPrice:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One row of getRentHistory (a rental) or getHistory (an activation).
+
+    :ivar id: the rental's or activation's id.
+    :ivar date: when it began, as the server wrote it (read in the connection's
+        ``server_timezone``: the pages name no zone).
+    :ivar number: the phone number.
+    :ivar sms: the texts the page's ``sms`` field holds (a JSON list written as a string).
+    :ivar cost: what it cost, when sent (an activation's is 0 while it is active).
+    :ivar status: as sent; SMS.online's pages do not explain the values.
+    :ivar extra: every other field, as sent.
+    """
+
+    id: int
+    date: datetime | None
+    number: str
+    sms: tuple[str, ...] = ()
+    cost: Decimal | None = None
+    status: str = ""
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class WebhookSms:
     """What the webhook posts, once per SMS: the rental's id and the SMS. Unsigned: a hint only."""
 
@@ -101,6 +124,8 @@ class WebhookSms:
 #: getStatus answers: waiting for an SMS, waiting for another after ``code``, a code, cancelled.
 STATUS_WAIT_CODE = "STATUS_WAIT_CODE"
 STATUS_WAIT_RETRY = "STATUS_WAIT_RETRY"
+#: The same state as one public SMS.online client spells it; read as :data:`STATUS_WAIT_RETRY`.
+STATUS_WAIT_RESEND = "STATUS_WAIT_RESEND"
 STATUS_OK = "STATUS_OK"
 STATUS_CANCEL = "STATUS_CANCEL"
 
@@ -129,7 +154,8 @@ class Activation:
 class ActivationStatus:
     """An activation's state (getStatus).
 
-    :ivar status: ``STATUS_WAIT_CODE``, ``STATUS_WAIT_RETRY``, ``STATUS_OK``, ``STATUS_CANCEL``
+    :ivar status: ``STATUS_WAIT_CODE``, ``STATUS_WAIT_RETRY`` (waiting for the SMS to be resent,
+        also when the server spells it ``STATUS_WAIT_RESEND``), ``STATUS_OK``, ``STATUS_CANCEL``
         (or another ``STATUS_*`` the server sent, kept as sent).
     :ivar code: the code for ``STATUS_OK`` (the previous one for ``STATUS_WAIT_RETRY``);
         ``None`` while waiting.

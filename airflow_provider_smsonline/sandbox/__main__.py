@@ -13,6 +13,7 @@ from types import FrameType
 
 import airflow_provider_smsonline.sandbox.inputs as inputs
 from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET
+from airflow_provider_smsonline.sandbox.readings import CHOICES, STRICTEST, Readings
 from airflow_provider_smsonline.sandbox.server import (
     DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
     MAX_WEBHOOK_TIMEOUT_SECONDS,
@@ -157,6 +158,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer more than SMS.online's pages document (endDate, service, country in "
         "getRentList; cost in getRentNumber and continueRentNumber); by default only what they document",
     )
+    readings = parser.add_argument_group(
+        "readings",
+        "where SMS.online's pages contradict themselves, which reading to play (the default: the "
+        "strictest documented one)",
+    )
+    readings.add_argument(
+        "--webhook-param",
+        choices=CHOICES["webhook_param"],
+        default=STRICTEST.webhook_param,
+        help="the name getRentNumber reads a rental's webhook URL under: uri (the webhooks page) or "
+        "url (the peers')",
+    )
+    readings.add_argument(
+        "--rent-list",
+        choices=CHOICES["rent_list"],
+        default=STRICTEST.rent_list,
+        help="getRentList: id-one (an id required, only that rental listed), id-all (an id required, "
+        "every rental listed) or no-id (the prose: every rental, no id)",
+    )
+    readings.add_argument(
+        "--resend-status",
+        choices=CHOICES["resend_status"],
+        default=STRICTEST.resend_status,
+        help="how getStatus spells 'waiting for SMS to be resent'",
+    )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -197,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         utc_offset=args.utc_offset,
         documented_only=not args.rich,
         drop_webhooks=args.drop_webhooks,
+        readings=Readings(
+            webhook_param=args.webhook_param, rent_list=args.rent_list, resend_status=args.resend_status
+        ),
     )
     try:
         sandbox.start()

@@ -23,6 +23,8 @@ from airflow_provider_smsonline.sandbox.catalogue import (
     price_of,
 )
 from airflow_provider_smsonline.sandbox.documented import GET_RENT_HISTORY
+from airflow_provider_smsonline.sandbox.history import history_page
+from airflow_provider_smsonline.sandbox.readings import Readings
 from airflow_provider_smsonline.validation import (
     as_int,
     validate_country,
@@ -36,8 +38,6 @@ from airflow_provider_smsonline.validation import (
 PLAIN = "text/plain; charset=utf-8"
 JSON = "application/json"
 
-#: getRentHistory looks back this far by default, and no further (the docs' 30-day window).
-HISTORY_WINDOW = timedelta(days=30)
 # getRentHistory's "status" per rental status: undocumented, an assumption (see documented.py).
 _HISTORY_STATUS = {"active": "0", "finished": "1", "cancelled": "2", "expired": "3"}
 
@@ -114,15 +114,23 @@ class Actions:
     :param cancel_window: how long after renting a cancel is refunded.
     :param utc_offset: the zone every date in an answer is written in (without an offset).
     :param documented_only: answer only the fields SMS.online documents.
+    :param readings: which reading of each self-contradicting page to play.
     """
 
     def __init__(
-        self, api_key: str, *, cancel_window: timedelta, utc_offset: timedelta, documented_only: bool
+        self,
+        api_key: str,
+        *,
+        cancel_window: timedelta,
+        utc_offset: timedelta,
+        documented_only: bool,
+        readings: Readings | None = None,
     ) -> None:
         self._key = api_key.encode("utf-8")
         self.cancel_window = cancel_window
         self.zone = timezone(utc_offset)
         self.documented_only = documented_only
+        self.readings = readings or Readings()
         self._handlers: Mapping[str, Handler] = {
             protocol.GET_BALANCE: self._get_balance,
             protocol.GET_RENT_NUMBER: self._get_rent_number,
@@ -137,7 +145,9 @@ class Actions:
         # the activation family imports this module: a top-level import would be a cycle
         from airflow_provider_smsonline.sandbox.activations import ActivationActions
 
-        self.activations = ActivationActions(self, _Refused, documented_only=documented_only)
+        self.activations = ActivationActions(
+            self, _Refused, documented_only=documented_only, resend_status=self.readings.resend_status
+        )
         self._handlers = {**self._handlers, **{n: _as_reply(h) for n, h in self.activations.handlers.items()}}
 
     @property
@@ -184,7 +194,8 @@ class Actions:
         operator = self._operator(country, params.get("operator"))
         hours = self._hours(params.get("rent_time"), optional=True) or DEFAULT_RENT_TIME
         try:
-            url = validate_webhook_url(params.get("url"))
+            # Only the name this reading knows: a URL under the other name is ignored, as a server does.
+            url = validate_webhook_url(params.get(self.readings.webhook_param))
         except ValueError:
             raise _Refused("ERROR_SQL") from None  # the docs' "Error in query"
         if books.stock.left(country.id, service) <= 0:
@@ -237,6 +248,14 @@ class Actions:
         return _reply(200, protocol.encode_success(), JSON)
 
     def _get_rent_list(self, books: Books, params: Mapping[str, str], now: datetime) -> Reply:
+        rentals = books.active(now)
+        if self.readings.rent_list_needs_id:
+            raw = params.get("id")
+            if raw is None or not raw.strip():
+                raise _Refused("NO_ID_RENT")  # the page's "Rental ID not specified"
+            if self.readings.rent_list == "id-one":
+                wanted = lenient_int(raw, -1)
+                rentals = [rental for rental in rentals if rental.id == wanted]
         entries = [
             RentListEntry(
                 id=rental.id,
@@ -251,7 +270,7 @@ class Actions:
                     "country": str(rental.country),
                 },
             )
-            for rental in books.active(now)
+            for rental in rentals
         ]
         if not entries:
             raise _Refused("NO_NUMBERS")  # what peers answer for an empty list
@@ -278,30 +297,23 @@ class Actions:
         return _reply(200, protocol.encode_rent_prices(prices), JSON)
 
     def _get_rent_history(self, books: Books, params: Mapping[str, str], now: datetime) -> Reply:
-        # Leniently read, as the docs give no error for these: a bad value means its default.
-        end = lenient_int(params.get("end"), int(now.timestamp()))
-        start = max(lenient_int(params.get("start"), 0), end - int(HISTORY_WINDOW.total_seconds()))
-        offset = lenient_int(params.get("offset"), 0)
-        limit = min(max(lenient_int(params.get("limit"), 50), 1), 100)
+        rows = []
         for rental in books.rentals.values():
             books.refresh(rental, now)
-        rentals = sorted(
-            (r for r in books.rentals.values() if start <= r.created.timestamp() <= end),
-            key=lambda r: (r.created, r.id),
-            reverse=True,
-        )
-        values = [
-            {
-                "id": rental.id,
-                "date": protocol.format_sms_date(rental.created.astimezone(self.zone)),
-                "phone": rental.number,
-                "sms": json.dumps([s.text for s in rental.sms], ensure_ascii=False),
-                "cost": float(books.paid(rental)),
-                "status": _HISTORY_STATUS[rental.status],
-            }
-            for rental in rentals[offset : offset + limit]
-        ]
-        return _reply(200, json.dumps(values), JSON)
+            rows.append(
+                (
+                    rental.created,
+                    {
+                        "id": rental.id,
+                        "date": protocol.format_sms_date(rental.created.astimezone(self.zone)),
+                        "phone": rental.number,
+                        "sms": json.dumps([s.text for s in rental.sms], ensure_ascii=False),
+                        "cost": float(books.paid(rental)),
+                        "status": _HISTORY_STATUS[rental.status],
+                    },
+                )
+            )
+        return _reply(200, json.dumps(history_page(rows, params, now)), JSON)
 
     # ------------------------------------------------------------------ rules
 

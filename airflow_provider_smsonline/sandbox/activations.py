@@ -13,17 +13,19 @@ masks the numbers as the page's sample does (``79********1``), except in the ric
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline import protocol, validation
 from airflow_provider_smsonline.protocol import ActivationPrice, ActivationStatus
-from airflow_provider_smsonline.sandbox.catalogue import DEFAULT_RENT_TIME, SERVICES, price_of
+from airflow_provider_smsonline.sandbox.catalogue import DEFAULT_RENT_TIME, price_of
+from airflow_provider_smsonline.sandbox.history import history_page
 from airflow_provider_smsonline.sandbox.inputs import SandboxError
 
 if TYPE_CHECKING:
@@ -43,6 +45,15 @@ MAX_CODE, MAX_TEXT = 64, 1000
 _ids = itertools.count(FIRST_ACTIVATION_ID)
 _ids_lock = threading.Lock()
 
+#: getHistory's ``status`` per state (undocumented, as getRentHistory's; an assumption).
+_HISTORY_STATUS = {
+    "waiting": "1",
+    "code": "4",
+    "retry": "3",
+    "completed": "6",
+    "cancelled": "8",
+    "expired": "8",
+}
 #: getActiveActivations' ``activationStatus`` per state (undocumented; an assumption).
 _LISTED_STATUS = {"waiting": "1", "code": "4", "retry": "3"}
 
@@ -62,6 +73,8 @@ class ActivationRecord:
     codes: list[tuple[str, str]] = field(default_factory=list)
     refunded: bool = False
     polls: int = 0
+    ref: str | None = None
+    activation_type: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record for ``GET /sandbox/state``."""
@@ -76,6 +89,8 @@ class ActivationRecord:
             "codes": [code for code, _ in self.codes],
             "refunded": self.refunded,
             "polls": self.polls,
+            "ref": self.ref,
+            "activation_type": self.activation_type,
         }
 
 
@@ -134,18 +149,28 @@ class ActivationActions:
     :param actions: the rent family's :class:`~.actions.Actions` (its service and country rules).
     :param refuse: builds the exception that refuses a request with a code.
     :param documented_only: leave out the peers' getNumberV2 and getStatusV2.
+    :param resend_status: how getStatus spells "waiting for SMS to be resent" (the readings).
     """
 
-    def __init__(self, actions: Any, refuse: Refuse, *, documented_only: bool) -> None:
+    def __init__(
+        self,
+        actions: Any,
+        refuse: Refuse,
+        *,
+        documented_only: bool,
+        resend_status: str = protocol.STATUS_WAIT_RESEND,
+    ) -> None:
         self._actions = actions
         self._refuse = refuse
         self.documented_only = documented_only
+        self.resend_status = resend_status
         self.handlers: dict[str, Handler] = {
             protocol.GET_NUMBER: self._get_number,
             protocol.GET_STATUS: self._get_status,
             protocol.SET_STATUS: self._set_status,
             protocol.GET_PRICES: self._get_prices,
             protocol.GET_ACTIVE_ACTIVATIONS: self._get_active,
+            protocol.GET_HISTORY: self._get_history,
         }
         if not documented_only:
             self.handlers[protocol.GET_NUMBER_V2] = self._get_number_v2
@@ -158,6 +183,8 @@ class ActivationActions:
         price = activation_price(service, country.id)
         try:
             limit = validation.validate_max_price(params.get("maxPrice"), "maxPrice")
+            ref = validation.validate_ref(params.get("ref"))
+            kind = validation.validate_activation_type(params.get("activationType") or None)
         except ValueError:
             raise self._refuse("ERROR_SQL") from None
         if limit is not None and price > limit:
@@ -171,7 +198,15 @@ class ActivationActions:
         with _ids_lock:
             activation_id = next(_ids)
         record = ActivationRecord(
-            activation_id, books._new_number(country), service, country.id, operator, price, now
+            activation_id,
+            books._new_number(country),
+            service,
+            country.id,
+            operator,
+            price,
+            now,
+            ref=ref,
+            activation_type=kind,
         )
         activations_of(books)[record.id] = record
         return record
@@ -198,7 +233,10 @@ class ActivationActions:
     def _get_status(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
         record = self._record(books, params, now)
         record.polls += 1
-        return protocol.encode_status(_status_of(record)), False
+        state = _status_of(record)
+        if state.status == protocol.STATUS_WAIT_RETRY:
+            state = replace(state, status=self.resend_status)
+        return protocol.encode_status(state), False
 
     def _get_status_v2(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
         record = self._record(books, params, now)
@@ -234,19 +272,34 @@ class ActivationActions:
         raise self._refuse("BAD_STATUS")
 
     def _get_prices(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
-        services = [self._actions._service(params["service"])] if params.get("service") else list(SERVICES)
-        # the catalogue imports this module's neighbours: loaded on use to keep the import graph acyclic
-        from airflow_provider_smsonline.sandbox.catalogue import COUNTRIES
-
-        countries = (
-            [self._actions._country(params["country"])] if params.get("country") else list(COUNTRIES.values())
+        # The page marks both required: without one, the same refusal as a wrong one.
+        service = self._actions._service(params.get("service"))
+        country = self._actions._country(params.get("country"))
+        price = ActivationPrice(
+            country.id, service, activation_price(service, country.id), books.stock.left(country.id, service)
         )
-        prices = [
-            ActivationPrice(c.id, s, activation_price(s, c.id), books.stock.left(c.id, s))
-            for c in countries
-            for s in services
-        ]
-        return protocol.encode_prices(prices), True
+        return protocol.encode_prices([price]), True
+
+    def _get_history(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
+        """getHistory: getRentHistory's parameters and shape; an active activation's cost is 0."""
+        rows = []
+        for record in activations_of(books).values():
+            _refresh(books, record, now)
+            active = record.status in _LISTED_STATUS
+            rows.append(
+                (
+                    record.created,
+                    {
+                        "id": record.id,
+                        "date": protocol.format_sms_date(record.created.astimezone(self._actions.zone)),
+                        "phone": record.number,
+                        "sms": json.dumps([text for _, text in record.codes], ensure_ascii=False),
+                        "cost": 0.0 if active or record.refunded else float(record.price),
+                        "status": _HISTORY_STATUS[record.status],
+                    },
+                )
+            )
+        return json.dumps(history_page(rows, params, now)), True
 
     def _get_active(self, books: Books, params: Mapping[str, str], now: datetime) -> tuple[str, bool]:
         # the catalogue imports this module's neighbours: loaded on use to keep the import graph acyclic

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-#: getRentHistory: documented by SMS.online; the client does not call it (yet).
-GET_RENT_HISTORY = "getRentHistory"
+from airflow_provider_smsonline.protocol.actions import GET_HISTORY, GET_RENT_HISTORY
 
 _DOCS = "https://sms.online/help/api-docs/"
 
@@ -155,11 +154,31 @@ DOCUMENTED: Mapping[str, Documented] = MappingProxyType(
                 ),
                 when_empty="[] (the leanest form; undocumented)",
             ),
+            # getHistory: getRentHistory's parameters and shape (its page says so); the sandbox's
+            # status values are a guess too (1 waiting, 3 retry, 4 code, 6 completed, 8 cancelled).
+            Documented(
+                GET_HISTORY,
+                _DOCS + "getHistory",
+                ListOf(
+                    {
+                        "id": INTEGER,
+                        "date": SMS_DATE,
+                        "phone": DIGITS,
+                        "sms": Text(r"\[.*\]", "a JSON list of texts, as a string"),
+                        "cost": Number(),
+                        "status": DIGITS,
+                    }
+                ),
+                when_empty="[] (the leanest form; undocumented)",
+            ),
             # The activation family: names from SMS.online's pages, plain-text answers the shared
             # protocol's (sms-activate, sms-online.pro).
             Documented("getNumber", _DOCS + "getNumber", PlainText(r"ACCESS_NUMBER:\d+:\d+")),
             Documented(
-                "getStatus", _DOCS + "getStatus", PlainText(r"STATUS_(WAIT_CODE|CANCEL|OK:.+|WAIT_RETRY:.+)")
+                "getStatus",
+                _DOCS + "getStatus",
+                # The resend state: STATUS_WAIT_RESEND or the peers' STATUS_WAIT_RETRY (readings.py).
+                PlainText(r"STATUS_(WAIT_CODE|CANCEL|OK:.+|WAIT_RETRY:.+|WAIT_RESEND:.+)"),
             ),
             Documented(
                 "setStatus", _DOCS + "setStatus", PlainText(r"ACCESS_(READY|RETRY_GET|ACTIVATION|CANCEL)")

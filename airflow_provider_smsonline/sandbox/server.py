@@ -27,6 +27,7 @@ import airflow_provider_smsonline.sandbox.inputs as inputs
 from airflow_provider_smsonline.protocol import ENDPOINT_PATH
 from airflow_provider_smsonline.sandbox.faults import RandomFaults
 from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET
+from airflow_provider_smsonline.sandbox.readings import Readings
 from airflow_provider_smsonline.sandbox.state import DEFAULT_CANCEL_WINDOW_SECONDS, SandboxState
 from airflow_provider_smsonline.sandbox.webhooks import DEFAULT_WEBHOOK_TIMEOUT_SECONDS, deliver_sms
 from airflow_provider_smsonline.sandbox.wire import (
@@ -77,6 +78,9 @@ class Sandbox:
         withholds the answer (``reset_after_commit``, ``timeout_after_commit``).
     :param drop_webhooks: post no webhook (each counts as failed, ``dropped``), as when SMS.online's
         post is lost: the waits' poll must find the SMS. Settable later (``sandbox.drop_webhooks``).
+    :param readings: where SMS.online's pages contradict themselves, which reading to play
+        (:class:`~.readings.Readings` or a dict of its switches: ``webhook_param``, ``rent_list``,
+        ``resend_status``); by default the strictest documented one of each.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Sandbox:
         utc_offset: float = DEFAULT_UTC_OFFSET,
         documented_only: bool = True,
         drop_webhooks: bool = False,
+        readings: Readings | dict[str, Any] | None = None,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -115,10 +120,16 @@ class Sandbox:
             cancel_window_seconds=cancel_window_seconds,
             utc_offset=utc_offset,
             documented_only=documented_only,
+            readings=readings,
         )
         self.books.drop_webhooks = bool(drop_webhooks)
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def readings(self) -> Readings:
+        """The readings this sandbox plays."""
+        return self.books.readings
 
     @property
     def drop_webhooks(self) -> bool:

@@ -48,6 +48,7 @@ from airflow_provider_smsonline.sandbox.faults import (
     build_random_plan,
 )
 from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET, SandboxError
+from airflow_provider_smsonline.sandbox.readings import Readings
 from airflow_provider_smsonline.validation import validate_rent_id
 
 __all__ = [
@@ -90,6 +91,9 @@ class SandboxState:
         (UTC+3 by default: SMS.online names no zone).
     :param documented_only: answer only the fields SMS.online's pages document
         (:data:`.documented.DOCUMENTED`, the default); ``False`` adds :data:`.documented.RICH_EXTRAS`.
+    :param readings: which reading of each self-contradicting page to play
+        (:class:`~.readings.Readings`, or a dict of some of its switches); the default is the
+        strictest documented reading of each.
     :raises ValueError: (a :class:`SandboxError`) naming the first bad argument.
 
     :ivar drop_webhooks: when true, no webhook is posted (each is counted as failed, ``dropped``),
@@ -108,6 +112,7 @@ class SandboxState:
         *,
         utc_offset: float = DEFAULT_UTC_OFFSET,
         documented_only: bool = True,
+        readings: Readings | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -120,11 +125,13 @@ class SandboxState:
         self.cancel_window = timedelta(seconds=window)
         self.utc_offset = inputs.utc_offset(utc_offset)
         self.documented_only = bool(documented_only)
+        self.readings = Readings.of(readings)
         self._actions = Actions(
             api_key,
             cancel_window=self.cancel_window,
             utc_offset=self.utc_offset,
             documented_only=self.documented_only,
+            readings=self.readings,
         )
         self._lock = threading.Lock()
         self._start_over(self._initial_balance, self._initial_stock)
@@ -295,4 +302,7 @@ class SandboxState:
                 cancel_window=self.cancel_window,
                 utc_offset=self.utc_offset,
                 documented_only=self.documented_only,
-            ) | {"activations": activations_json(self._books, self._clock.now())}
+            ) | {
+                "activations": activations_json(self._books, self._clock.now()),
+                "readings": self.readings.to_json(),
+            }
