@@ -497,3 +497,28 @@ def test_a_bad_ref_or_activation_type_is_refused_at_parse_naming_it(
 ) -> None:
     with pytest.raises(ValueError, match=f"{field} {allowed}.*got {value!r}"):
         ActivateNumberOperator(task_id="activate", service="tg", country=0, **{field: value})
+
+
+# ----------------------------------------------------------------------------- who paid
+
+
+def test_owner_of_names_the_task_instance_and_run_that_paid_for_a_rental_or_an_activation(
+    on_reading: Any, memory_variables: dict[str, object]
+) -> None:
+    from airflow_provider_smsonline.ledger import VariableStore, account_of
+    from airflow_provider_smsonline.ledger.owner import owner_of
+
+    on_reading()
+    rented = RentNumberOperator(task_id="rent", service="tg", country=0).execute(try_of("rent"))
+    bought = ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(try_of("activate"))
+    with SmsOnlineHook() as hook:
+        account = account_of(hook)
+        by_hand = hook.get_rent_number("wa", 0).id
+    store = VariableStore()
+    assert owner_of(store, account, rented["id"]) == TaskRun(
+        "smsonline_dag", "rent", -1, "manual__2025-01-01"
+    )
+    assert owner_of(store, account, bought["id"], activation=True) == TaskRun(
+        "smsonline_dag", "activate", -1, "manual__2025-01-01"
+    )
+    assert owner_of(store, account, by_hand) is None
