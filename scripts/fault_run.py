@@ -108,6 +108,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.airflow_server starts the API server
 
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox  # noqa: E402
+from airflow_provider_smsonline.sandbox.readings import CHOICES, STRICTEST  # noqa: E402
 
 #: The canary API key, the same as tests/conftest.py's: '+', '/' and '=' change under URL encoding.
 CANARY_KEY = "cAnAry+key/with=PADDING=="
@@ -142,6 +143,8 @@ class Options:
     renewals: int | None = None
     home: Path = ROOT / ".airflow_home" / "fault-run"
     json_path: Path | None = None
+    #: The sandbox's reading of getRentList's page (``id-one``: the strictest, by default).
+    rent_list: str = STRICTEST.rent_list
 
 
 @dataclass
@@ -448,6 +451,7 @@ def fault_sandbox(
         after_answer=after_answer,
         documented_only=True,
         utc_offset=SANDBOX_UTC_OFFSET,
+        readings={"rent_list": options.rent_list},
     )
     delays = {"slow": options.slow, "timeout_after_commit": options.hold}
     sandbox.set_random_faults(
@@ -921,6 +925,12 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--rent-list",
+        choices=CHOICES["rent_list"],
+        default=STRICTEST.rent_list,
+        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
+    )
     args = parser.parse_args(argv)
     if args.renewals is not None and not 0 <= args.renewals <= args.tasks:
         parser.error("--renewals must be from 0 to --tasks")

@@ -728,6 +728,12 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
+    parser.add_argument(
+        "--rent-list",
+        choices=fault_run.CHOICES["rent_list"],
+        default=fault_run.STRICTEST.rent_list,
+        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
+    )
     args = parser.parse_args(argv)
     return CeleryOptions(**vars(args), parallelism=args.workers * args.slots)
 

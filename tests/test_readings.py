@@ -522,3 +522,30 @@ def test_owner_of_names_the_task_instance_and_run_that_paid_for_a_rental_or_an_a
         "smsonline_dag", "activate", -1, "manual__2025-01-01"
     )
     assert owner_of(store, account, by_hand) is None
+
+
+# ----------------------------------------------------------------------------- a real DAG run
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.parametrize("reading", ID_READINGS)
+def test_a_dag_rents_once_through_a_lost_answer_where_get_rent_list_wants_an_id(
+    tmp_path: Any, reading: str
+) -> None:
+    from pathlib import Path
+
+    from airflow_provider_smsonline.testing import LocalAirflow
+
+    examples = Path(__file__).resolve().parent.parent / "example_dags"
+    with Sandbox(port=0, api_key=CANARY_KEY, readings={"rent_list": reading}) as sandbox:
+        sandbox.inject_fault("getRentNumber", "reset_after_commit")  # charged, then the answer is lost
+        airflow = LocalAirflow(home=tmp_path / "airflow", dags_folder=examples)
+        airflow.use_sandbox(sandbox)
+        run = airflow.dags_test("smsonline_rent_manual", conf={"service": "tg", "country": 0, "rent_time": 4})
+        state = sandbox.state()
+    assert run.state == "success", run.output[-3000:]
+    rent = run.task("rent")
+    assert [c["rental_id"] for c in state["charges"]] == [rent.xcoms["id"]]  # adopted, paid once
+    assert rent.try_number == 1 and "Recovered rental" in run.output
+    assert state["requests"]["getRentHistory"] >= 2  # the snapshot and the look read the history
