@@ -145,6 +145,13 @@ class Options:
     json_path: Path | None = None
     #: The sandbox's reading of getRentList's page (``id-one``: the strictest, by default).
     rent_list: str = STRICTEST.rent_list
+    #: The first ``burst`` getRentNumber calls all lose their answers after charging (an incident
+    #: taking every call in flight), before the random faults.
+    burst: int = 0
+    #: Charging calls on the account take turns (``[smsonline] charge_lease``).
+    lease: bool = True
+    #: Every task instance must succeed (no ambiguity, no exhausted retries).
+    require_success: bool = False
 
 
 @dataclass
@@ -236,10 +243,13 @@ class Report:
             and not self.renew_other_states
         )
 
+    require_success: bool = False
+
     @property
     def ok(self) -> bool:
-        """Whether the run proves what it must."""
-        return self.complete and not any(self.must_be_zero.values())
+        """Whether the run proves what it must (with ``require_success``: no task instance failed)."""
+        failed = self.failed + self.renew_failed if self.require_success else 0
+        return self.complete and not any(self.must_be_zero.values()) and not failed
 
 
 # ----------------------------------------------------------------------------- worker kills
@@ -457,7 +467,14 @@ def fault_sandbox(
     sandbox.set_random_faults(
         "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
     )
+    if options.burst:  # queued faults apply before the random plan
+        sandbox.inject_fault("getRentNumber", "timeout_after_commit", count=options.burst, delay=options.hold)
     return sandbox, delays
+
+
+def lease_env(options: Options) -> dict[str, str]:
+    """The charging lease's setting for every Airflow process of the run."""
+    return {"AIRFLOW__SMSONLINE__CHARGE_LEASE": str(options.lease)}
 
 
 def run(options: Options) -> Report:
@@ -465,6 +482,7 @@ def run(options: Options) -> Report:
     from tests.airflow_server import AirflowServer
 
     report = Report(options.tasks, options.fault_rate, options.seed, options.parallelism)
+    report.require_success = options.require_success
     report.kills_requested = options.kills
     began = time.monotonic()
     home = options.home.resolve()
@@ -492,6 +510,7 @@ def run(options: Options) -> Report:
         "SMSONLINE_FAULT_TASKS": str(options.tasks),
         "SMSONLINE_FAULT_RETRIES": str(options.retries),
         "SMSONLINE_FAULT_RENEWALS": str(_renewals(options)),
+        **lease_env(options),
     }
     output = ""
     with sandbox:
@@ -827,6 +846,8 @@ def print_table(report: Report, options: Options) -> None:
         ("  tries in all", str(report.tries_total)),
         ("  failures by kind", json.dumps(report.failure_kinds) if report.failure_kinds else "none"),
         ("dag run", str(report.run_state)),
+        ("charging turns (the lease)", "on" if options.lease else "off"),
+        ("getRentNumber answers lost together first", str(options.burst)),
         ("rentals charged", str(report.rentals_charged)),
         ("rentals cancelled (refunded)", str(report.rentals_cancelled)),
         ("rentals held by a successful XCom", str(report.rentals_held)),
@@ -906,6 +927,31 @@ def print_table(report: Report, options: Options) -> None:
     print("RESULT:", "OK" if report.ok else "FAILED")
 
 
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both fault runs (this one and the Celery one) take beyond their shapes."""
+    parser.add_argument(
+        "--rent-list",
+        choices=CHOICES["rent_list"],
+        default=STRICTEST.rent_list,
+        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="the first N getRentNumber calls all lose their answers after charging (an incident)",
+    )
+    parser.add_argument(
+        "--no-lease",
+        dest="lease",
+        action="store_false",
+        help="charge without turns ([smsonline] charge_lease = False)",
+    )
+    parser.add_argument(
+        "--require-success", action="store_true", help="fail the run if any task instance failed"
+    )
+
+
 def parse_args(argv: list[str] | None) -> Options:
     """Options from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -925,12 +971,7 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
-    parser.add_argument(
-        "--rent-list",
-        choices=CHOICES["rent_list"],
-        default=STRICTEST.rent_list,
-        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
-    )
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.renewals is not None and not 0 <= args.renewals <= args.tasks:
         parser.error("--renewals must be from 0 to --tasks")

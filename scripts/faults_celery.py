@@ -393,6 +393,7 @@ def airflow_env(options: CeleryOptions, db_url: str, broker: str, home: Path) ->
         "SMSONLINE_FAULT_RENEWALS": str(fault_run._renewals(options)),
         "SMSONLINE_FAULT_ACTIVATIONS": str(options.activations),
         "SMSONLINE_FAULT_POOL": POOL if options.pool else "",
+        **fault_run.lease_env(options),
     }
 
 
@@ -407,6 +408,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
     from tests.airflow_server import AirflowServer
 
     report = Report(options.tasks, options.fault_rate, options.seed, options.workers * options.slots)
+    report.require_success = options.require_success
     report.kills_requested = options.kills
     extra = Extra()
     began = time.monotonic()
@@ -684,6 +686,7 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
         and not extra.unaccounted_activations
         and extra.activation_task_instances == options.activations
         and extra.activation_succeeded + extra.activation_failed == options.activations
+        and not (options.require_success and extra.activation_failed)
     )
     if not extra.worker_killed:
         print("  ! no worker was crashed")
@@ -728,12 +731,7 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
-    parser.add_argument(
-        "--rent-list",
-        choices=fault_run.CHOICES["rent_list"],
-        default=fault_run.STRICTEST.rent_list,
-        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
-    )
+    fault_run.add_common_arguments(parser)
     args = parser.parse_args(argv)
     return CeleryOptions(**vars(args), parallelism=args.workers * args.slots)
 

@@ -377,7 +377,7 @@ class FakeAccount:
         self.charges = 0
         self.lock = threading.Lock()
         self.config = SimpleNamespace(
-            endpoint=MOCK_ENDPOINT, api_key=CANARY_KEY, timeout=1.0, connect_timeout=0.5
+            endpoint=MOCK_ENDPOINT, api_key=CANARY_KEY, timeout=1.0, connect_timeout=0.5, read_retries=0
         )
 
     def get_rent_list(self, rent_id: int | None = None) -> list[RentListEntry]:

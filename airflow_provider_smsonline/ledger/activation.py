@@ -28,16 +28,21 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import (
+    TURNS,
     WINDOW_MARGIN,
     ChargeAmbiguousError,
     account_of,
-    call_or_reconcile,
+    call_in_turn,
     check_asked,
+    turn_seconds,
 )
+from airflow_provider_smsonline.ledger.decide import CLOCK_SKEW
+from airflow_provider_smsonline.ledger.lease import LeaseTimeoutError, charging_turn
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
     ActivationPending,
@@ -129,6 +134,27 @@ def buy_once(
         if found is not None:
             check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
+    for _ in range(TURNS):
+        # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
+        with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
+            pending = _pending(hook, service, country, wants)
+            if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
+                continue  # another try took the lease meanwhile: take it again, read afresh
+            _write(ledger, pending)
+            ledger.prune_on_first_try(record)
+            look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+            activation, recovered = call_in_turn(lease, ledger, buy, look)
+            if not recovered:
+                _done(ledger, account, activation, wants)
+            return activation, True
+    raise LeaseTimeoutError(
+        f"the account's charging lease was taken from this task instance {TURNS} times before its "
+        "getNumber; nothing was bought"
+    )
+
+
+def _pending(hook: SmsOnlineHook, service: str, country: int, wants: Asked | None) -> ActivationPending:
+    """The record written before getNumber: what getActiveActivations lists now."""
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
     except SmsOnlineError as error:
@@ -138,7 +164,7 @@ def buy_once(
         snapshot = None
     started = _now()
     window = hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
-    pending = ActivationPending(
+    return ActivationPending(
         started=started,
         until=started + timedelta(seconds=window),
         snapshot=snapshot,
@@ -146,17 +172,6 @@ def buy_once(
         country=country,
         asked=wants,
     )
-    _write(ledger, pending)
-    ledger.prune_on_first_try(record)
-    activation, recovered = call_or_reconcile(
-        ledger,
-        buy,
-        lambda: _reconcile(ledger, hook, account, pending, lost_now=True),
-    )
-    if recovered:
-        return activation, True
-    _done(ledger, account, activation, wants)
-    return activation, True
 
 
 def _done(ledger: ChargeLedger, account: str, activation: Activation, asked: Asked | None) -> None:
@@ -184,6 +199,18 @@ def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, record: ActivationDone) ->
         "This task instance already bought activation %s in an earlier try; reusing it.", activation.id
     )
     return activation
+
+
+def _number_in_history(hook: SmsOnlineHook, activation_id: int, started: datetime) -> str | None:
+    """The number of ``activation_id`` as getHistory lists it (getActiveActivations' page masks
+    numbers), looked for around ``started``; ``None`` when it is not there unmasked."""
+    # the rent ledger's listing owns the history window: loaded on a lost answer only
+    from airflow_provider_smsonline.ledger.listing import HISTORY_MARGIN
+
+    now = max(_now(), started)
+    rows = hook.get_activation_history(started - HISTORY_MARGIN, now + HISTORY_MARGIN)
+    number = next((row.number for row in rows if row.id == activation_id), "")
+    return number if number.isdigit() else None
 
 
 def _reconcile(
@@ -222,9 +249,10 @@ def _reconcile(
     if len(rows) > 1:
         raise _unresolved(ledger, f"{len(rows)} new activations for {service!r} are listed", ids)
     (row,) = rows
-    if not row.number.isdigit():
+    number = row.number if row.number.isdigit() else _number_in_history(hook, row.id, record.started)
+    if number is None:
         raise _unresolved(ledger, "one new activation is listed, but its number is masked", ids)
-    activation = Activation(id=row.id, number=row.number, cost=row.cost)
+    activation = Activation(id=row.id, number=number, cost=row.cost)
     log.warning("Recovered activation %s whose answer was lost; nothing is bought again.", row.id)
     _done(ledger, account, activation, record.asked)
     return activation

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
@@ -24,6 +25,7 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
+from airflow_provider_smsonline.ledger.lease import Lease, LeaseTimeoutError, charging_turn
 from airflow_provider_smsonline.ledger.listing import (
     listed_now,
     listing_of,
@@ -55,6 +57,8 @@ WINDOW_MARGIN = 2.0
 RIVAL_POLL_SECONDS = 0.1
 #: How often a retry reads its record again while an earlier try's call can still be answered.
 WINDOW_POLL_SECONDS = 0.5
+#: How many times a try takes the charging lease again when another took it before the call.
+TURNS = 3
 
 
 class ChargeAmbiguousError(SmsOnlineError):
@@ -155,33 +159,55 @@ def charge_once(
                 earlier = asked_of({**dict(earlier), "rent_id": existing_id})
             check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
-    started = _now()
-    if existing_id is None:
-        listing, snapshot = snapshot_for_rent(hook, started)
-    else:
-        listing, snapshot = snapshot_for_renewal(hook, existing_id)
-    pending = Pending(
-        started=started,
-        until=started + timedelta(seconds=_window(hook)),
-        snapshot=snapshot,
-        rent_time=rent_time,
-        renewing=existing_id,
-        intent=ledger.intent_key(account),
-        asked=wants,
-        listing=listing,
+    for _ in range(TURNS):
+        # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
+        with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
+            started = _now()
+            if existing_id is None:
+                listing, snapshot = snapshot_for_rent(hook, started)
+            else:
+                listing, snapshot = snapshot_for_renewal(hook, existing_id)
+            pending = Pending(
+                started=started,
+                until=started + timedelta(seconds=_window(hook)),
+                snapshot=snapshot,
+                rent_time=rent_time,
+                renewing=existing_id,
+                intent=ledger.intent_key(account),
+                asked=wants,
+                listing=listing,
+            )
+            if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
+                continue  # another try took the lease meanwhile: take it again, read afresh
+            ledger.write(pending)
+            ledger.prune_on_first_try(record)
+            look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+            rental, recovered = call_in_turn(lease, ledger, charge, look)
+            if recovered:
+                return rental, True
+            # Noted first: it keeps other task instances' reconciliation off this rental.
+            ledger.answered(pending, rental.id)
+            claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
+            ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
+            return rental, True
+    raise LeaseTimeoutError(
+        f"the account's charging lease was taken from this task instance {TURNS} times before its "
+        "call; nothing was charged"
     )
-    ledger.write(pending)
-    ledger.prune_on_first_try(record)
-    rental, recovered = call_or_reconcile(
-        ledger, charge, lambda: _reconcile(ledger, hook, account, pending, lost_now=True)
-    )
-    if recovered:
-        return rental, True
-    # Noted first: it keeps other task instances' reconciliation off this rental.
-    ledger.answered(pending, rental.id)
-    claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
-    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
-    return rental, True
+
+
+def call_in_turn(
+    lease: Lease | None, ledger: ChargeLedger, call: Callable[[], T], reconcile: Callable[[], T | None]
+) -> tuple[T, bool]:
+    """:func:`call_or_reconcile` in a charging turn (``lease``; ``None`` when turns are off): a
+    lost answer that nothing explains yet keeps
+    the lease until the call's window has closed (it may still be served till then)."""
+    try:
+        return call_or_reconcile(ledger, call, reconcile)
+    except OutcomeUnknownError:
+        if lease is not None:
+            lease.keep()
+        raise
 
 
 def call_or_reconcile(
@@ -206,6 +232,12 @@ def call_or_reconcile(
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def turn_seconds(hook: SmsOnlineHook) -> float:
+    """How long a charging turn lasts before its call sets the call's window: the snapshot's reads
+    (each with its retries) and a margin; a holder that dies before its call frees it after that."""
+    return (hook.config.read_retries + 2) * _window(hook)
 
 
 def _window(hook: SmsOnlineHook) -> float:
