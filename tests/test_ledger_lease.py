@@ -49,6 +49,7 @@ class Store:
     def delete(self, key: str) -> None:
         with self.lock:
             self.values.pop(key, None)
+            self.writes.append(f"deleted {key}")
 
     def keys(self, prefix: str) -> list[str]:
         with self.lock:
@@ -168,6 +169,18 @@ def test_the_lease_is_given_back_as_soon_as_the_answer_comes(sandbox: Sandbox) -
         charge_once(ledger_of(store, "rent"), hook, lambda: hook.get_rent_number("tg", 0), rent_time=None)
         assert store.get(lease_key(_account(hook))) == {}
     assert lease_key(_account(hook)) in store.writes  # it was taken
+
+
+def test_the_turn_ends_only_after_the_answer_is_noted(sandbox: Sandbox) -> None:
+    # A try killed between its answer and the note keeps the turn until its call's window closes:
+    # no later call overlaps it, so its retry tells its rental from later ones by time alone.
+    store = Store()
+    ledger = ledger_of(store, "rent")
+    with SmsOnlineHook() as hook:
+        charge_once(ledger, hook, lambda: hook.get_rent_number("tg", 0), rent_time=None)
+        lease, intent = lease_key(_account(hook)), ledger.intent_key(_account(hook))
+    announced, noted = (i for i, key in enumerate(store.writes) if key == intent)  # pending, answered
+    assert announced < noted < store.writes.index(f"deleted {lease}")
 
 
 def test_an_activation_takes_the_same_turn(sandbox: Sandbox) -> None:

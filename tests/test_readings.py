@@ -320,6 +320,27 @@ def test_a_history_snapshot_that_lacks_a_rental_never_proves_it_began_after_the_
     assert isinstance(decision, Adopt) and decision.rental.id == 2002
 
 
+def test_a_history_snapshot_of_a_call_soon_after_ours_proves_a_rental_absent_from_it_is_not_ours() -> None:
+    # A rival call a minute after ours (its window reaches an hour back: it covers our call) read
+    # getRentHistory holding our rental 2002 but not 3003: 3003 began after it, so it is not ours.
+    record = _history_record()
+    rival = Intent(
+        owner="smsonline_charge__other",
+        started=record.started + timedelta(minutes=1),
+        until=record.started + timedelta(minutes=1, seconds=10),
+        snapshot=frozenset({1500, 2002}),
+        listing=HISTORY,
+    )
+    listed = (Listed(1500, "79995550000"), Listed(2002, "79991112233", 4), Listed(3003, "79994445566", 4))
+    decision = decide(
+        record,
+        listed,
+        Survey(rivals=(rival,), claimed=frozenset()),
+        now=record.started + timedelta(minutes=5),
+    )
+    assert isinstance(decision, Adopt) and decision.rental.id == 2002
+
+
 @pytest.mark.parametrize(("ours", "rival_listing"), [(HISTORY, HISTORY), (HISTORY, LIST), (LIST, HISTORY)])
 def test_a_rival_is_never_taken_as_used_up_by_a_rental_a_history_snapshot_holds(
     ours: str, rival_listing: str

@@ -134,6 +134,7 @@ def buy_once(
         if found is not None:
             check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
+    ledger.prune_on_first_try(record)
     for _ in range(TURNS):
         # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
         with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
@@ -141,12 +142,11 @@ def buy_once(
             if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
                 continue  # another try took the lease meanwhile: take it again, read afresh
             _write(ledger, pending)
-            ledger.prune_on_first_try(record)
             look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
             activation, recovered = call_in_turn(lease, ledger, buy, look)
-            if not recovered:
-                _done(ledger, account, activation, wants)
-            return activation, True
+        if not recovered:
+            _done(ledger, account, activation, wants)
+        return activation, True
     raise LeaseTimeoutError(
         f"the account's charging lease was taken from this task instance {TURNS} times before its "
         "getNumber; nothing was bought"

@@ -159,6 +159,7 @@ def charge_once(
                 earlier = asked_of({**dict(earlier), "rent_id": existing_id})
             check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
+    ledger.prune_on_first_try(record)
     for _ in range(TURNS):
         # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
         with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
@@ -180,16 +181,17 @@ def charge_once(
             if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
                 continue  # another try took the lease meanwhile: take it again, read afresh
             ledger.write(pending)
-            ledger.prune_on_first_try(record)
             look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
             rental, recovered = call_in_turn(lease, ledger, charge, look)
             if recovered:
                 return rental, True
-            # Noted first: it keeps other task instances' reconciliation off this rental.
+            # Noted first, and still in the turn: it keeps other task instances' reconciliation
+            # off this rental, and a try killed before noting keeps the turn until its call's
+            # window closes, so that no later call overlaps it.
             ledger.answered(pending, rental.id)
-            claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
-            ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
-            return rental, True
+        claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
+        ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
+        return rental, True
     raise LeaseTimeoutError(
         f"the account's charging lease was taken from this task instance {TURNS} times before its "
         "call; nothing was charged"
@@ -199,9 +201,9 @@ def charge_once(
 def call_in_turn(
     lease: Lease | None, ledger: ChargeLedger, call: Callable[[], T], reconcile: Callable[[], T | None]
 ) -> tuple[T, bool]:
-    """:func:`call_or_reconcile` in a charging turn (``lease``; ``None`` when turns are off): a
-    lost answer that nothing explains yet keeps
-    the lease until the call's window has closed (it may still be served till then)."""
+    """:func:`call_or_reconcile` in a charging turn (``lease``; ``None`` when turns are off): a lost
+    answer that nothing explains yet keeps the lease until the call's window has closed (the call
+    may still be served till then); otherwise the turn ends when the caller's block does."""
     try:
         return call_or_reconcile(ledger, call, reconcile)
     except OutcomeUnknownError:

@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 #: The start of every lease's Variable name; ``<account>`` follows.
 LEASE_PREFIX = "smsonline_lease__"
 #: Seconds between writing a ticket and reading it back: longer than a Variable write can take.
-SETTLE_SECONDS = 0.5
+SETTLE_SECONDS = 0.25
 #: Seconds between two reads of a lease another task instance holds.
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.2
 #: Seconds a task instance waits for the lease, by default, before failing (charging nothing).
 DEFAULT_WAIT_SECONDS = 120.0
 #: Seconds a new holder's lease lasts, by default, until its charging call sets the call's window.
@@ -145,6 +145,7 @@ class Lease:
     holder: str
     ticket: str
     kept: bool = False
+    released: bool = False
 
     def _value(self, until: datetime) -> dict[str, Any]:
         return {"holder": self.holder, "ticket": self.ticket, "until": until.isoformat()}
@@ -166,9 +167,10 @@ class Lease:
         self.kept = True
 
     def release(self) -> None:
-        """Give the lease back, unless another try holds it now or it is kept."""
-        if self.kept:
+        """Give the lease back (once), unless another try holds it now or it is kept."""
+        if self.kept or self.released:
             return
+        self.released = True
         try:
             if self.mine():
                 try:

@@ -23,7 +23,8 @@ __all__ = ["HISTORY_MARGIN", "listed_now", "listing_of", "snapshot_for_renewal",
 log = logging.getLogger(__name__)
 
 #: How far the getRentHistory window reaches before and after a call: the server dates a rental on
-#: its own clock, which must be within this of ours (a rental outside the window is not seen).
+#: its own clock, which must be within half of this of ours (a rental outside the window is not
+#: seen; decide.py's ``HISTORY_REACH`` is the other half).
 HISTORY_MARGIN = timedelta(hours=1)
 
 
