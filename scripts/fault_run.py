@@ -152,6 +152,11 @@ class Options:
     lease: bool = True
     #: Every task instance must succeed (no ambiguity, no exhausted retries).
     require_success: bool = False
+    #: Charging task instances in an Airflow pool of this many slots (0: none).
+    pool: int = 0
+    #: Seconds every getRentNumber answer takes, when there are no random faults (a realistic
+    #: answer time for throughput figures).
+    answer_time: float = 0.0
 
 
 @dataclass
@@ -467,9 +472,17 @@ def fault_sandbox(
     sandbox.set_random_faults(
         "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
     )
+    if options.answer_time and not options.fault_rate:
+        sandbox.set_random_faults(
+            "getRentNumber", rate=1.0, modes=["slow"], delays={"slow": options.answer_time}
+        )
     if options.burst:  # queued faults apply before the random plan
         sandbox.inject_fault("getRentNumber", "timeout_after_commit", count=options.burst, delay=options.hold)
     return sandbox, delays
+
+
+#: The pool of the account's charging task instances, with ``--pool N`` (N slots).
+POOL = "smsonline_account"
 
 
 def lease_env(options: Options) -> dict[str, str]:
@@ -510,6 +523,7 @@ def run(options: Options) -> Report:
         "SMSONLINE_FAULT_TASKS": str(options.tasks),
         "SMSONLINE_FAULT_RETRIES": str(options.retries),
         "SMSONLINE_FAULT_RENEWALS": str(_renewals(options)),
+        "SMSONLINE_FAULT_POOL": POOL if options.pool else "",
         **lease_env(options),
     }
     output = ""
@@ -519,6 +533,10 @@ def run(options: Options) -> Report:
         server.local.use_sandbox(sandbox, timeout=options.timeout, read_retries=2, retry_backoff=0)
         with server:
             server.local.extra_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = server.url + "/execution/"
+            if options.pool:
+                done = server.local.airflow("pools", "set", POOL, str(options.pool), "one SMS.online account")
+                if done.returncode != 0:
+                    raise RuntimeError(f"airflow pools set failed: {done.stderr[-2000:]}")
             report.elapsed_startup_s = round(time.monotonic() - began, 1)
             started = time.monotonic()
             command = [
@@ -950,6 +968,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require-success", action="store_true", help="fail the run if any task instance failed"
     )
+    parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -971,6 +990,9 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--answer-time", type=float, default=0.0, help="seconds each getRentNumber answer takes (no faults)"
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.renewals is not None and not 0 <= args.renewals <= args.tasks:

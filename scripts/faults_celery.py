@@ -79,8 +79,7 @@ from fault_run import (  # noqa: E402
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered  # noqa: E402
 
 ACTIVATE_TASK_ID = "activate"
-#: The pool of the account's charging task instances, with ``--pool N`` (N slots).
-POOL = "smsonline_account"
+POOL = fault_run.POOL
 #: What the ledger logs when a failure is ambiguous (the reason follows "lost and").
 AMBIGUOUS = re.compile(r"ChargeAmbiguousError|AirflowFailException")
 
@@ -96,7 +95,6 @@ class CeleryOptions(Options):
     activations: int = 0
     activation_kills: int = 2
     heartbeat_timeout: int = 30
-    pool: int = 0
     keep: bool = False
 
 
@@ -691,15 +689,21 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
     if not extra.worker_killed:
         print("  ! no worker was crashed")
     # The run must have met what it claims to: every fault mode, a task kill, a recovery.
+    random = options.fault_rate > 0  # a run of --burst alone faults no other way
     met = {
         "every fault mode injected into getRentNumber": all(
             report.faults_injected.get(m) for m in FAULT_MODES
-        ),
+        )
+        or not random,
+        "the burst's answers lost": report.faults_injected.get("timeout_after_commit", 0) >= options.burst,
         "a task process SIGKILLed after an answer": report.kills_performed >= 1,
         "a rental recovered by reconciliation": report.recovered_by_reconciliation >= 1,
         "renewals faulted": sum(report.renewal_faults_injected.values()) >= 1
-        or not report.renewals_requested,
-        "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1 or not options.activations,
+        or not report.renewals_requested
+        or not random,
+        "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1
+        or not options.activations
+        or not random,
         "a task process SIGKILLed after a getNumber answer": extra.activation_kills >= 1
         or options.activations < 4
         or not options.activation_kills,
@@ -728,7 +732,6 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--activations", type=int, default=0, help="ActivateNumberOperator task instances")
     parser.add_argument("--activation-kills", type=int, default=2, help="kills after a getNumber answer")
     parser.add_argument("--heartbeat-timeout", type=int, default=30)
-    parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     fault_run.add_common_arguments(parser)
