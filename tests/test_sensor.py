@@ -74,7 +74,7 @@ def api(smsonline_conn: str) -> Any:
     ],
 )
 def test_bad_arguments_fail_at_dag_parse_naming_the_field(field: str, kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=rf"^{field} "):
+    with pytest.raises(ValueError, match=rf"^wait_for_code: {field} "):
         sensor(**kwargs)
 
 
