@@ -1,0 +1,114 @@
+# The setup docs/sandbox.rst shows, done as a user does it: the sandbox started from the command
+# line, the connection exported as printed or as written in the docs, and the dates read right.
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+from airflow_provider_smsonline.sandbox import Sandbox
+from airflow_provider_smsonline.testing import LocalAirflow
+from tests.airflow_server import free_port
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+SANDBOX = (sys.executable, "-m", "airflow_provider_smsonline.sandbox")
+EXPORT = re.compile(r"^\s*export AIRFLOW_CONN_SMSONLINE_DEFAULT='(\{.*\})'$", re.MULTILINE)
+
+
+def documented_connection(page: str = "sandbox.rst") -> dict[str, object]:
+    """The first ``export AIRFLOW_CONN_SMSONLINE_DEFAULT='{...}'`` of a docs page, as JSON."""
+    found = EXPORT.search((DOCS / page).read_text())
+    assert found, f"docs/{page} shows no export of the connection"
+    return dict(json.loads(found.group(1)))
+
+
+@pytest.fixture
+def sandbox_cli() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """``python -m airflow_provider_smsonline.sandbox`` as the docs start it, on a free port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*SANDBOX, "--port", str(port), "--api-key", "sandbox"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        yield port, process
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+
+
+def hours_until_end_of_a_4_hour_rental(monkeypatch: pytest.MonkeyPatch, conn: dict[str, object]) -> float:
+    monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_DEFAULT", json.dumps(conn))
+    rental = SmsOnlineHook().get_rent_number(service="tg", country=0, rent_time=4)
+    return (rental.end_date - datetime.now(timezone.utc)).total_seconds() / 3600
+
+
+def test_the_documented_sandbox_connection_reads_a_4_hour_rental_as_4_hours(
+    sandbox_cli: tuple[int, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, process = sandbox_cli
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    conn = documented_connection()
+    conn["host"] = str(conn["host"]).replace(":8765/", f":{port}/")
+    assert conn["host"] == url
+
+    assert 3.98 < hours_until_end_of_a_4_hour_rental(monkeypatch, conn) <= 4.0
+
+
+@pytest.mark.parametrize("offset", ["3", "-5", "0"])
+def test_the_sandbox_prints_the_connection_that_reads_its_dates(
+    offset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process = subprocess.Popen(
+        [*SANDBOX, "--port", "0", "--utc-offset", offset],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        export = EXPORT.match(process.stdout.readline())
+        assert export, "the sandbox printed no export of its connection"
+        conn = json.loads(export.group(1))
+        assert conn["host"] == url and conn["password"] == "sandbox"
+
+        assert 3.98 < hours_until_end_of_a_4_hour_rental(monkeypatch, conn) <= 4.0
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+
+
+def test_local_airflow_points_at_the_sandbox_in_its_zone(tmp_path: Path) -> None:
+    with Sandbox(port=0, utc_offset=-5) as sandbox:
+        local = LocalAirflow(home=tmp_path, dags_folder=tmp_path)
+        local.use_sandbox(sandbox, timeout=5)
+        conn = json.loads(local.extra_env["AIRFLOW_CONN_SMSONLINE_DEFAULT"])
+
+    assert conn == {
+        "conn_type": "smsonline",
+        "host": sandbox.url,
+        "password": sandbox.api_key,
+        "extra": {"server_timezone": "Etc/GMT+5", "timeout": 5},
+    }
+
+
+def test_the_sandbox_names_no_zone_for_an_offset_of_minutes() -> None:
+    sandbox = Sandbox(port=0, utc_offset=5.5)
+    assert sandbox.server_timezone is None and "extra" not in sandbox.connection()
+    assert Sandbox(port=0).server_timezone == "Etc/GMT-3"
+    assert datetime.now(ZoneInfo("Etc/GMT-3")).utcoffset() == timedelta(hours=3)
