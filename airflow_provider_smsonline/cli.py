@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--conn-id", default="smsonline_default", help="the Airflow connection (default: %(default)s)"
     )
     common.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
-    countries = {
+    countries: dict[str, Any] = {
         "type": _argument(validate_country),
         "nargs": "+",
         "required": True,
