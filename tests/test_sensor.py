@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,6 +255,26 @@ def test_a_timeout_with_nothing_passed_over_says_nothing_more(api: Any) -> None:
     assert "passed over" not in str(timed_out.value)
 
 
+def test_the_documented_since_counts_a_kept_numbers_sms_from_the_hour_before_the_run(api: Any) -> None:
+    from airflow.sdk.execution_time import macros
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "sensors.rst").read_text()
+    template = re.search(r'since="(\{\{ \(dag_run\.start_date[^"]+)"', page)
+    assert template, "docs/sensors.rst shows no since for a kept number's older SMS"
+    older = [("code: 1111", STARTED - timedelta(minutes=50)), ("code: 2222", STARTED - timedelta(minutes=70))]
+    api.get(MOCK_ENDPOINT, text=sms_body(*older))
+    context = context_of(SensorTaskInstance(), run_started=STARTED)
+    context["macros"] = macros
+    without_since = sensor(poke_interval=0, timeout=0)
+    with pytest.raises(AirflowSensorTimeout):
+        without_since.execute(context)
+    wait = sensor(since=template.group(1), poke_interval=0, timeout=0)
+
+    wait.render_template_fields(context)
+
+    assert wait.execute(context)["code"] == "1111"
+
+
 def test_the_run_starts_at_its_start_date_else_when_it_could_run_else_at_the_tasks_start() -> None:
     from airflow_provider_smsonline.sensors.rent import run_started_at
 
@@ -282,7 +304,8 @@ def test_an_ended_rental_fails_the_task_without_retry(api: Any) -> None:
 
 
 def test_a_server_error_only_delays_the_wait(api: Any) -> None:
-    api.get(MOCK_ENDPOINT, status_code=502, text="<html>Bad gateway</html>")
+    bad_gateway = {"status_code": 502, "text": "<html>Bad gateway</html>"}
+    api.get(MOCK_ENDPOINT, [{"text": "STATUS_WAIT_CODE"}, bad_gateway])  # the look as it starts, a poke
 
     assert sensor().poke(context_of(SensorTaskInstance())) is False
 

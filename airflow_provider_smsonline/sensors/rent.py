@@ -107,9 +107,10 @@ class RentSmsSensor(SmsOnlineSensor):
     # ------------------------------------------------------------------ which SMS count
 
     def _args_of_run(self, context: Context) -> dict[str, Any]:
-        """The rendered arguments, validated once per run."""
+        """The rendered arguments, validated once per try, and the rule of which SMS count."""
         if self._args is None:
             self._args = self._rendered()
+            self._choose_rule(context, self._args)
         return self._args
 
     def _choose_rule(self, context: Context, args: dict[str, Any]) -> None:
@@ -196,9 +197,8 @@ class RentSmsSensor(SmsOnlineSensor):
     # ------------------------------------------------------------------ waiting
 
     def execute(self, context: Context) -> Any:
-        self._args = None  # a new run renders afresh
+        self._args = None  # a new try renders afresh
         args = self._args_of_run(context)
-        self._choose_rule(context, args)
         if self.deferrable:
             self.log.info("Deferring: waiting in the triggerer for an SMS on rental %s", args["rent_id"])
             self._defer(args)
