@@ -8,8 +8,8 @@
     python -m airflow_provider_smsonline rent-prices --country 0 1 --hours 24
     python -m airflow_provider_smsonline activation-prices --service tg --country 0   # getPrices
 
-Each reads the connection ``--conn-id`` (``smsonline_default``) as a task would: from
-``AIRFLOW_CONN_*``, a secrets backend or Airflow's metadata DB. ``--json`` prints one JSON list.
+Each reads the connection ``--conn-id`` (``smsonline_default``) as ``airflow connections test``
+does: from ``AIRFLOW_CONN_*``, the secrets backend or Airflow's metadata DB. ``--json`` prints one JSON list.
 Exit status 0, 1 when SMS.online refused or could not be reached (the message says why), 2 for
 bad arguments.
 """
@@ -96,12 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prices(args: argparse.Namespace) -> list[Any]:
-    # the hook (requests, Airflow's connection lookup) loads only when a command runs
+def _hook(conn_id: str) -> Any:
+    """The hook, reading its connection as Airflow's own commands (``airflow connections test``)
+    do: the environment, the secrets backend, then the metadata DB. A task's lookup (the Task
+    SDK's) reaches the metadata DB only through a task's supervisor, which a command lacks."""
+    # the hook (requests, Airflow's models) loads only when a command runs
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
+    class CommandLineHook(SmsOnlineHook):
+        @classmethod
+        def get_connection(cls, conn_id: str) -> Any:
+            from airflow.models.connection import Connection
+
+            return Connection.get_connection_from_secrets(conn_id)
+
+    return CommandLineHook(smsonline_conn_id=conn_id)
+
+
+def _prices(args: argparse.Namespace) -> list[Any]:
     prices: list[Any] = []
-    with SmsOnlineHook(smsonline_conn_id=args.conn_id) as hook:
+    with _hook(args.conn_id) as hook:
         for country in args.country:
             if args.command == "rent-prices":
                 prices += hook.get_rent_prices(country, args.hours)

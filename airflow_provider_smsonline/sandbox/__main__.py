@@ -28,7 +28,7 @@ _EPILOG = """\
 control API (JSON, loopback clients only):
   GET  /sandbox/state              balance, rentals, charges, counters, faults
   GET  /sandbox/catalogue          services, countries, operators, prices
-  POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...}
+  POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...} (ID or latest)
   POST /sandbox/faults             {"action": ..., "mode": ..., "count": N, "delay": S}
                                    or {"mode": "random", "action": ..., "rate": R, "seed": N}
   DELETE /sandbox/faults           clear faults
