@@ -112,3 +112,26 @@ def test_the_sandbox_names_no_zone_for_an_offset_of_minutes() -> None:
     assert sandbox.server_timezone is None and "extra" not in sandbox.connection()
     assert Sandbox(port=0).server_timezone == "Etc/GMT-3"
     assert datetime.now(ZoneInfo("Etc/GMT-3")).utcoffset() == timedelta(hours=3)
+
+
+def test_latest_names_the_newest_open_rental_or_activation_and_404_when_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import requests
+
+    with Sandbox(port=0) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_DEFAULT", json.dumps(sandbox.connection()))
+        hook, control = SmsOnlineHook(), sandbox.base_url + "/sandbox"
+        none = requests.post(f"{control}/rentals/latest/sms", json={"text": "code 1"}, timeout=5)
+        assert none.status_code == 404 and none.json()["error"] == "no rental is open: nothing is latest"
+        first = hook.get_rent_number("tg", 0)
+        second = hook.get_rent_number("wa", 0)
+        hook.finish_rent(second.id)
+        sent = requests.post(f"{control}/rentals/latest/sms", json={"text": "code 2"}, timeout=5).json()
+        assert sent["rental_id"] == first.id  # the newest one still active
+
+        no_code = requests.post(f"{control}/activations/latest/code", json={"code": "1"}, timeout=5)
+        assert no_code.status_code == 404
+        bought = hook.get_number("tg", 0)
+        coded = requests.post(f"{control}/activations/latest/code", json={"code": "4321"}, timeout=5)
+        assert coded.json()["id"] == bought.id
