@@ -21,12 +21,12 @@ import pytest
 
 from airflow_provider_smsonline.testing import LocalAirflow, RunResult
 from tests.airflow_server import free_port
+from tests.test_sandbox_setup import sandbox_cli as started_sandbox
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SANDBOX = (sys.executable, "-m", "airflow_provider_smsonline.sandbox")
 
 
 def code_blocks(page: str) -> list[str]:
@@ -50,21 +50,8 @@ def sandbox_cli() -> Iterator[tuple[int, dict[str, str]]]:
     """The sandbox as docs/sandbox.rst starts it (on a free port): its port, and the connection
     it printed, as the environment variable to export."""
     port = free_port()
-    process = subprocess.Popen(
-        [*SANDBOX, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()
-        name, _, value = process.stdout.readline().strip().removeprefix("export ").partition("=")
-        yield port, {name: shlex.split(value)[0]}
-    finally:
-        process.kill()
-        process.communicate(timeout=10)
+    with started_sandbox("--port", str(port)) as (_, conn):
+        yield port, {"AIRFLOW_CONN_SMSONLINE_DEFAULT": json.dumps(conn)}
 
 
 def airflow_command(local: LocalAirflow, line: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,10 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -31,19 +33,23 @@ def documented_connection(page: str = "sandbox.rst") -> dict[str, object]:
     return dict(json.loads(found.group(1)))
 
 
-@pytest.fixture
-def sandbox_cli() -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """``python -m airflow_provider_smsonline.sandbox`` as the docs start it, on a free port."""
-    port = free_port()
+@contextmanager
+def sandbox_cli(*args: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``python -m airflow_provider_smsonline.sandbox ARGS`` as a user starts it: the URL it
+    printed, and the connection of the ``export`` line it printed next."""
     process = subprocess.Popen(
-        [*SANDBOX, "--port", str(port), "--api-key", "sandbox"],
+        [*SANDBOX, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        yield port, process
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        export = EXPORT.match(process.stdout.readline())
+        assert export, "the sandbox printed no export of its connection"
+        yield url, json.loads(export.group(1))
     finally:
         process.kill()
         process.communicate(timeout=10)
@@ -56,41 +62,25 @@ def hours_until_end_of_a_4_hour_rental(monkeypatch: pytest.MonkeyPatch, conn: di
 
 
 def test_the_documented_sandbox_connection_reads_a_4_hour_rental_as_4_hours(
-    sandbox_cli: tuple[int, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port, process = sandbox_cli
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    conn = documented_connection()
-    conn["host"] = str(conn["host"]).replace(":8765/", f":{port}/")
-    assert conn["host"] == url
+    port = free_port()
+    with sandbox_cli("--port", str(port), "--api-key", "sandbox") as (url, _):
+        conn = documented_connection()
+        conn["host"] = str(conn["host"]).replace(":8765/", f":{port}/")
+        assert conn["host"] == url
 
-    assert 3.98 < hours_until_end_of_a_4_hour_rental(monkeypatch, conn) <= 4.0
+        assert 3.98 < hours_until_end_of_a_4_hour_rental(monkeypatch, conn) <= 4.0
 
 
 @pytest.mark.parametrize("offset", ["3", "-5", "0"])
 def test_the_sandbox_prints_the_connection_that_reads_its_dates(
     offset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    process = subprocess.Popen(
-        [*SANDBOX, "--port", "0", "--utc-offset", offset],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        export = EXPORT.match(process.stdout.readline())
-        assert export, "the sandbox printed no export of its connection"
-        conn = json.loads(export.group(1))
+    with sandbox_cli("--port", "0", "--utc-offset", offset) as (url, conn):
         assert conn["host"] == url and conn["password"] == "sandbox"
 
         assert 3.98 < hours_until_end_of_a_4_hour_rental(monkeypatch, conn) <= 4.0
-    finally:
-        process.kill()
-        process.communicate(timeout=10)
 
 
 def test_local_airflow_points_at_the_sandbox_in_its_zone(tmp_path: Path) -> None:
