@@ -246,6 +246,17 @@ def test_a_timeout_says_how_many_sms_were_passed_over_as_older_than_the_run_and_
     )
 
 
+def test_a_soft_failed_timeout_skips_saying_what_was_passed_over(api: Any) -> None:
+    from airflow_provider_smsonline._compat import AirflowSkipException
+
+    api.get(MOCK_ENDPOINT, text=sms_body(("code: 1111", STARTED - timedelta(minutes=1))))
+
+    with pytest.raises(AirflowSkipException, match=r"^Sensor has timed out.* 1 SMS matching the pattern was"):
+        sensor(timeout=0, poke_interval=0, soft_fail=True).execute(
+            context_of(SensorTaskInstance(), run_started=STARTED)
+        )
+
+
 def test_a_timeout_with_nothing_passed_over_says_nothing_more(api: Any) -> None:
     api.get(MOCK_ENDPOINT, text=sms_body(("hello", STARTED - timedelta(minutes=1))))
 

@@ -201,18 +201,15 @@ class RentSmsSensor(SmsOnlineSensor):
         args = self._args_of_run(context)
         if self.deferrable:
             self.log.info("Deferring: waiting in the triggerer for an SMS on rental %s", args["rent_id"])
-            self._defer(args)
+            self._defer(args)  # raises TaskDeferred
         try:
             return super().execute(context)
-        except AirflowSensorTimeout as timeout:
+        except (AirflowSensorTimeout, AirflowSkipException) as ended:
+            # Airflow's timeout, or with soft_fail its skip: either says what was passed over.
             note = self._timeout_note(args["pattern"])
-            if not note:
+            if not note or not str(ended).startswith("Sensor has timed out"):
                 raise
-            raise AirflowSensorTimeout(f"{timeout} {note}") from None
-        except AirflowSkipException as skipped:
-            if str(skipped).startswith("Sensor has timed out") and self._timeout_note(args["pattern"]):
-                self.log.warning("%s", self._timeout_note(args["pattern"]))
-            raise
+            raise type(ended)(f"{ended} {note}") from None
 
     def _trigger(self, args: dict[str, Any], timeout_at: str) -> Any:
         # the trigger class loads when a task defers, not at DAG parse (triggers/_lazy.py)
