@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -198,6 +199,9 @@ def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, record: ActivationDone) ->
     log.warning(
         "This task instance already bought activation %s in an earlier try; reusing it.", activation.id
     )
+    if not activation.number:  # the record keeps no number: getHistory lists it
+        bought_at = record.at or _now()
+        activation = replace(activation, number=_number_in_history(hook, activation.id, bought_at) or "")
     return activation
 
 

@@ -31,6 +31,7 @@ from airflow_provider_smsonline.ledger.listing import (
     listing_of,
     snapshot_for_renewal,
     snapshot_for_rent,
+    with_digests,
 )
 from airflow_provider_smsonline.ledger.records import (
     Asked,
@@ -271,13 +272,14 @@ def _reconcile(
     """Act on the record of an earlier try (or of this try's lost call): the rental found, or
     ``None`` when the call is to be made (again) or, after a lost answer, nothing showed yet."""
     listed: tuple[Listed, ...] | None
+    row: Listed | None = None
     if isinstance(record, Pending):
+        record = with_digests(record, hook)
         listed = listed_now(hook, record)
-    elif record.renewing is None:  # is the rental of an earlier try still active?
-        row = listing_of(hook, record.rental.id)
-        listed = (row,) if row is not None else ()
     else:
-        listed = None  # a finished renewal is reused whatever the list says
+        row = listing_of(hook, record.rental.id)  # is it still active, and its number
+        # a finished renewal is reused whatever the list says
+        listed = None if record.renewing is not None else ((row,) if row is not None else ())
     wanted: set[int] = set()
     if isinstance(record, Pending) and listed is not None:
         before = {row.id for row in record.snapshot}
@@ -295,6 +297,8 @@ def _reconcile(
         log.warning(
             "This task instance already paid for rental %s in an earlier try; reusing it.", decision.rental.id
         )
+        if not decision.rental.number and row is not None:  # the record keeps no number
+            return replace(decision.rental, number=row.number)
         return decision.rental
     if isinstance(decision, Pay):
         log.info("%s: charging now.", decision.reason.capitalize())

@@ -111,7 +111,7 @@ def _nothing(lost_now: bool, reason: str) -> Pay | NotYet:
 def _rental(row: Listed, record: Pending, hours: int | None) -> Rental:
     """A Rental for a row: it began after the record was written, so it ends no sooner than this."""
     period = hours or record.rent_time or FALLBACK_HOURS
-    return Rental(id=row.id, number=row.phone, end_date=record.started + timedelta(hours=period))
+    return Rental(id=row.id, number=row.number, end_date=record.started + timedelta(hours=period))
 
 
 def _new_rental(
