@@ -145,8 +145,8 @@ def buy_once(
             _write(ledger, pending)
             look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
             activation, recovered = call_in_turn(lease, ledger, buy, look)
-        if not recovered:
-            _done(ledger, account, activation, wants)
+            if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)
+                _done(ledger, account, activation, wants)
         return activation, True
     raise LeaseTimeoutError(
         f"the account's charging lease was taken from this task instance {TURNS} times before its "
