@@ -96,6 +96,8 @@ class CeleryOptions(Options):
     activation_kills: int = 2
     heartbeat_timeout: int = 30
     keep: bool = False
+    #: Crash a worker mid-run (off for throughput figures).
+    crash: bool = True
 
 
 @dataclass
@@ -487,7 +489,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                 crashed = threading.Event()
 
                 def on_clean_answer(count: int, owner: int | None) -> None:
-                    if count < kill_at or crashed.is_set() or owner is None:
+                    if not options.crash or count < kill_at or crashed.is_set() or owner is None:
                         return
                     root = killer.root_of(owner)
                     name = next((n for n, pid in workers.items() if pid == root), None)
@@ -678,15 +680,14 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
     for detail in extra.activation_details:
         print(f"  ! {detail}")
     ok = (
-        bool(extra.worker_killed)
-        and extra.worker_restarted
+        ((bool(extra.worker_killed) and extra.worker_restarted) or not options.crash)
         and not extra.double_activations
         and not extra.unaccounted_activations
         and extra.activation_task_instances == options.activations
         and extra.activation_succeeded + extra.activation_failed == options.activations
         and not (options.require_success and extra.activation_failed)
     )
-    if not extra.worker_killed:
+    if not extra.worker_killed and options.crash:
         print("  ! no worker was crashed")
     # The run must have met what it claims to: every fault mode, a task kill, a recovery.
     random = options.fault_rate > 0  # a run of --burst alone faults no other way
@@ -733,6 +734,7 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--activation-kills", type=int, default=2, help="kills after a getNumber answer")
     parser.add_argument("--heartbeat-timeout", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--no-crash", dest="crash", action="store_false", help="crash no worker")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     fault_run.add_common_arguments(parser)
     args = parser.parse_args(argv)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import (
-    TURNS,
     WINDOW_MARGIN,
     ChargeAmbiguousError,
     account_of,
@@ -42,8 +41,7 @@ from airflow_provider_smsonline.ledger.charge import (
     check_asked,
     turn_seconds,
 )
-from airflow_provider_smsonline.ledger.decide import CLOCK_SKEW
-from airflow_provider_smsonline.ledger.lease import LeaseTimeoutError, charging_turn
+from airflow_provider_smsonline.ledger.lease import charging_turn
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
     ActivationPending,
@@ -136,26 +134,28 @@ def buy_once(
             check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
     ledger.prune_on_first_try(record)
-    for _ in range(TURNS):
-        # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
-        with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
-            pending = _pending(hook, service, country, wants)
-            if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
-                continue  # another try took the lease meanwhile: take it again, read afresh
-            _write(ledger, pending)
-            look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
-            activation, recovered = call_in_turn(lease, ledger, buy, look)
-            if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)
-                _done(ledger, account, activation, wants)
-        return activation, True
-    raise LeaseTimeoutError(
-        f"the account's charging lease was taken from this task instance {TURNS} times before its "
-        "getNumber; nothing was bought"
-    )
+    # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
+    prepare = partial(_pending, hook, service, country, wants)
+    with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
+        lease, prepared = turn
+        pending = replace(prepared, until=_now() + timedelta(seconds=_window_of(hook)))
+        _write(ledger, pending)
+        look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+        activation, recovered = call_in_turn(lease, ledger, buy, look)
+        if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)
+            _done(ledger, account, activation, wants)
+    return activation, True
 
 
-def _pending(hook: SmsOnlineHook, service: str, country: int, wants: Asked | None) -> ActivationPending:
-    """The record written before getNumber: what getActiveActivations lists now."""
+def _window_of(hook: SmsOnlineHook) -> float:
+    return hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
+
+
+def _pending(
+    hook: SmsOnlineHook, service: str, country: int, wants: Asked | None, known: str | None = None
+) -> ActivationPending:
+    """The record written before getNumber: what getActiveActivations lists now (``known``: the
+    lease's hint on the rent family's listing, not used here)."""
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
     except SmsOnlineError as error:
@@ -164,10 +164,9 @@ def _pending(hook: SmsOnlineHook, service: str, country: int, wants: Asked | Non
         log.warning("getActiveActivations is refused (%s): a lost answer could not be reconciled", error.code)
         snapshot = None
     started = _now()
-    window = hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
     return ActivationPending(
         started=started,
-        until=started + timedelta(seconds=window),
+        until=started + timedelta(seconds=_window_of(hook)),
         snapshot=snapshot,
         service=service,
         country=country,

@@ -25,7 +25,7 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
-from airflow_provider_smsonline.ledger.lease import Lease, LeaseTimeoutError, charging_turn
+from airflow_provider_smsonline.ledger.lease import Lease, charging_turn
 from airflow_provider_smsonline.ledger.listing import (
     listed_now,
     listing_of,
@@ -58,8 +58,6 @@ WINDOW_MARGIN = 2.0
 RIVAL_POLL_SECONDS = 0.1
 #: How often a retry reads its record again while an earlier try's call can still be answered.
 WINDOW_POLL_SECONDS = 0.5
-#: How many times a try takes the charging lease again when another took it before the call.
-TURNS = 3
 
 
 class ChargeAmbiguousError(SmsOnlineError):
@@ -161,42 +159,44 @@ def charge_once(
             check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
     ledger.prune_on_first_try(record)
-    for _ in range(TURNS):
-        # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
-        with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook)) as lease:
-            started = _now()
-            if existing_id is None:
-                listing, snapshot = snapshot_for_rent(hook, started)
-            else:
-                listing, snapshot = snapshot_for_renewal(hook, existing_id)
-            pending = Pending(
-                started=started,
-                until=started + timedelta(seconds=_window(hook)),
-                snapshot=snapshot,
-                rent_time=rent_time,
-                renewing=existing_id,
-                intent=ledger.intent_key(account),
-                asked=wants,
-                listing=listing,
-            )
-            if lease is not None and not lease.hold_until(pending.until + CLOCK_SKEW):
-                continue  # another try took the lease meanwhile: take it again, read afresh
-            ledger.write(pending)
-            look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
-            rental, recovered = call_in_turn(lease, ledger, charge, look)
-            if recovered:
-                return rental, True
-            # Noted first, and still in the turn: it keeps other task instances' reconciliation
-            # off this rental, and a try killed before noting keeps the turn until its call's
-            # window closes, so that no later call overlaps it.
-            ledger.answered(pending, rental.id)
-        claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
-        ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
-        return rental, True
-    raise LeaseTimeoutError(
-        f"the account's charging lease was taken from this task instance {TURNS} times before its "
-        "call; nothing was charged"
-    )
+
+    def prepare(known: str | None) -> Pending:
+        """The pending record: the account's snapshot, read in the turn (``known``: how the
+        account's rentals were last read, as the lease says)."""
+        started = _now()
+        if existing_id is None:
+            listing, snapshot = snapshot_for_rent(hook, started, known=known)
+        else:
+            listing, snapshot = snapshot_for_renewal(hook, existing_id)
+        return Pending(
+            started=started,
+            until=started,  # set just before the call
+            snapshot=snapshot,
+            rent_time=rent_time,
+            renewing=existing_id,
+            intent=ledger.intent_key(account),
+            asked=wants,
+            listing=listing,
+        )
+
+    # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
+    with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
+        lease, prepared = turn
+        if lease is not None and existing_id is None:
+            lease.listing = prepared.listing  # for the next taker
+        pending = replace(prepared, until=_now() + timedelta(seconds=_window(hook)))
+        ledger.write(pending)
+        look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+        rental, recovered = call_in_turn(lease, ledger, charge, look)
+        if recovered:
+            return rental, True
+        # Noted first, and still in the turn: it keeps other task instances' reconciliation
+        # off this rental, and a try killed before noting keeps the turn until its call's
+        # window closes, so that no later call overlaps it.
+        ledger.answered(pending, rental.id)
+    claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
+    ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
+    return rental, True
 
 
 def call_in_turn(
@@ -238,9 +238,9 @@ def _now() -> datetime:
 
 
 def turn_seconds(hook: SmsOnlineHook) -> float:
-    """How long a charging turn lasts before its call sets the call's window: the snapshot's reads
-    (each with its retries) and a margin; a holder that dies before its call frees it after that."""
-    return (hook.config.read_retries + 2) * _window(hook)
+    """How long a charging turn's lease lasts: the snapshot's reads (each with its retries), the
+    call's window and the clocks' skew; a holder that dies frees it after that."""
+    return (hook.config.read_retries + 2) * _window(hook) + CLOCK_SKEW.total_seconds()
 
 
 def _window(hook: SmsOnlineHook) -> float:

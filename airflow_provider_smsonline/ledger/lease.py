@@ -9,25 +9,29 @@
 
 A task instance takes the account's lease (``smsonline_lease__<account>``) just before it reads
 the account's snapshot and makes its charging call, and gives it back as soon as the outcome is
-known: an answer, a refusal, or a reconciliation that adopted the rental. When the answer is lost
-and nothing shows yet, the lease is kept until that call's window has closed (the call can no
-longer be served), and released then by time; a holder that dies is released by time the same
-way.
+known and noted: an answer, a refusal, or a reconciliation that adopted the rental. When the
+answer is lost and nothing shows yet, the lease is kept until that call's window has closed (the
+call can no longer be served), and released then by time; a holder that dies is released by
+time the same way.
 
 Taking it (:func:`take`): read the lease; while another holder's is unexpired, read it again
 every :data:`POLL_SECONDS`; when it is free (absent, released or expired), write this try's
 ticket, wait :data:`SETTLE_SECONDS`, and read it back: the ticket still there means the lease is
 held (anyone who read it free before this write has written by then, and anyone reading after
-sees it taken); another ticket means another writer won, and the wait goes on. Just before the
-charging call the holder writes its ticket again with the call's window as its expiry, after
-checking that it is still its own.
+sees it taken); another ticket means another writer won, and the wait goes on. The taker reads
+the account's snapshot while it waits for the ticket to settle: a holder before it gave the lease
+back only after its outcome was noted, so that snapshot already holds whatever it rented. The
+ticket's expiry covers the snapshot and the call's window; a released lease keeps only how the
+account's rentals were last read (getRentList, or getRentHistory where getRentList wants an id),
+so that the next taker need not find out again.
 
 Assumptions, and what happens when they fail:
 
 * a Variable write lands within :data:`SETTLE_SECONDS` of the read that found the lease free
-  (through Airflow's execution API, writes take milliseconds); a slower one can make two holders;
+  (through Airflow's execution API, measured: 28 ms typically, 91 ms at most under load); a
+  slower one can make two holders;
 * clocks agree within the ledger's ``CLOCK_SKEW`` (expiries are compared with the reader's clock);
-* a holder is not paused past its lease's expiry (its call's window plus the skew).
+* a holder is not paused past its lease's expiry.
 
 None of them is needed for "never pays twice": the charge ledger's records, intents and claims
 decide as before, and a second holder is only a rival as without the lease.
@@ -38,11 +42,11 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_smsonline.exceptions import SmsOnlineError
 
@@ -60,16 +64,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The start of every lease's Variable name; ``<account>`` follows.
 LEASE_PREFIX = "smsonline_lease__"
 #: Seconds between writing a ticket and reading it back: longer than a Variable write can take.
 SETTLE_SECONDS = 0.25
 #: Seconds between two reads of a lease another task instance holds.
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 #: Seconds a task instance waits for the lease, by default, before failing (charging nothing).
 DEFAULT_WAIT_SECONDS = 120.0
-#: Seconds a new holder's lease lasts, by default, until its charging call sets the call's window.
+#: Seconds a lease lasts, by default (:func:`take`'s ``hold``).
 TAKING_SECONDS = 60.0
 
 # Indirections so tests can watch the waits.
@@ -138,45 +143,45 @@ class Lease:
     :ivar key: the lease's Variable.
     :ivar holder: whose it is (the holder's record Variable).
     :ivar ticket: this try's ticket (a holder's retry, or a try thought lost, has another).
+    :ivar listing: how the account's rentals were last read, as the lease carried it (``None``:
+        not known); set it to what this turn found, for the next taker.
+    :ivar prepared: what the taker prepared while the ticket settled (see :func:`take`).
     """
 
     store: Any
     key: str
     holder: str
     ticket: str
+    listing: str | None = None
+    prepared: Any = None
     kept: bool = False
     released: bool = False
 
     def _value(self, until: datetime) -> dict[str, Any]:
-        return {"holder": self.holder, "ticket": self.ticket, "until": until.isoformat()}
+        return {
+            "holder": self.holder,
+            "ticket": self.ticket,
+            "until": until.isoformat(),
+            "listing": self.listing,
+        }
 
     def mine(self) -> bool:
         """Whether the lease still holds this try's ticket."""
         return self.store.get(self.key).get("ticket") == self.ticket
-
-    def hold_until(self, until: datetime) -> bool:
-        """Just before the charging call: make the lease last until ``until`` (the call's window
-        and the clocks' skew); ``False`` (nothing written) when it is no longer this try's."""
-        if not self.mine():
-            return False
-        self.store.set(self.key, self._value(until))
-        return True
 
     def keep(self) -> None:
         """Leave the lease to expire by time (the call's answer was lost and nothing shows yet)."""
         self.kept = True
 
     def release(self) -> None:
-        """Give the lease back (once), unless another try holds it now or it is kept."""
+        """Give the lease back (once), unless another try holds it now or it is kept: what is left
+        is only how the account's rentals were read."""
         if self.kept or self.released:
             return
         self.released = True
         try:
             if self.mine():
-                try:
-                    self.store.delete(self.key)
-                except Exception:  # an empty value reads as free too
-                    self.store.set(self.key, {})
+                self.store.set(self.key, {"listing": self.listing} if self.listing else {})
         except Exception:  # it expires by time: never fail a task that has paid for giving it back
             log.warning(
                 "Could not give back the charging lease %s; it expires by time", self.key, exc_info=True
@@ -190,11 +195,14 @@ def take(
     *,
     wait: float = DEFAULT_WAIT_SECONDS,
     hold: float = TAKING_SECONDS,
+    prepare: Callable[[str | None], Any] | None = None,
 ) -> Lease:
     """Take ``account``'s charging lease for ``holder`` (a record's Variable), waiting at most
-    ``wait`` seconds while others hold it; it lasts ``hold`` seconds (until the holder sets its
-    call's window), so a holder that dies before its call frees it after that.
+    ``wait`` seconds while others hold it. It lasts ``hold`` seconds: long enough for the turn's
+    snapshot and call, so that a holder that dies frees it after that.
 
+    :param prepare: called with the account's last known listing while the ticket settles (again
+        after a lost race); its result is the lease's :attr:`~Lease.prepared`.
     :raises LeaseTimeoutError: not taken in time; nothing was charged.
     """
     key = lease_key(account)
@@ -204,6 +212,8 @@ def take(
     while True:
         current = store.get(key)
         until = _until(current)
+        if isinstance(current.get("listing"), str):
+            lease.listing = current["listing"]
         held = bool(current.get("ticket")) and until is not None and until > _now()
         if held and current.get("ticket") != lease.ticket:
             if current.get("holder") != seen:
@@ -211,7 +221,9 @@ def take(
                 log.info("Waiting for the account's charging lease, held by %s until %s", seen, until)
         else:
             store.set(key, lease._value(_now() + timedelta(seconds=hold)))
-            _sleep(SETTLE_SECONDS)
+            settled = _monotonic() + SETTLE_SECONDS
+            lease.prepared = prepare(lease.listing) if prepare is not None else None
+            _sleep(max(0.0, settled - _monotonic()))
             if lease.mine():
                 return lease
         if _monotonic() + POLL_SECONDS > deadline:
@@ -226,19 +238,23 @@ def take(
 
 
 @contextmanager
-def charging_turn(store: Any, account: str, holder: str, *, hold: float) -> Iterator[Lease | None]:
-    """The lease around one charging call (``None`` when ``[smsonline] charge_lease`` is off):
-    given back when the block ends, unless :meth:`Lease.keep` was called.
+def charging_turn(
+    store: Any, account: str, holder: str, *, hold: float, prepare: Callable[[str | None], T]
+) -> Iterator[tuple[Lease | None, T]]:
+    """The lease around one charging call, and what ``prepare`` (the account's snapshot, see
+    :func:`take`) returned in it; the lease is ``None`` when ``[smsonline] charge_lease`` is off
+    (``prepare`` is then called with ``None``). Given back when the block ends, unless
+    :meth:`Lease.keep` was called.
 
-    :param hold: seconds the lease lasts until the call sets its window (see :func:`take`).
+    :param hold: seconds the lease lasts: the snapshot and the call's window (see :func:`take`).
     :raises LeaseTimeoutError: not taken within ``[smsonline] charge_lease_wait`` seconds.
     """
     enabled, wait = lease_settings()
     if not enabled:
-        yield None
+        yield None, prepare(None)
         return
-    lease = take(store, account, holder, wait=wait, hold=hold)
+    lease = take(store, account, holder, wait=wait, hold=hold, prepare=prepare)
     try:
-        yield lease
+        yield lease, lease.prepared
     finally:
         lease.release()

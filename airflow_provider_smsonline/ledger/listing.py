@@ -63,9 +63,17 @@ def needs_id(error: SmsOnlineError) -> bool:
     return answered and not isinstance(error, AccountError)
 
 
-def snapshot_for_rent(hook: SmsOnlineHook, started: datetime) -> tuple[str, tuple[Listed, ...]]:
+def snapshot_for_rent(
+    hook: SmsOnlineHook, started: datetime, *, known: str | None = None
+) -> tuple[str, tuple[Listed, ...]]:
     """Before a getRentNumber: how the account's rentals were read (:data:`LIST` or
-    :data:`HISTORY`), and what was there."""
+    :data:`HISTORY`), and what was there.
+
+    :param known: :data:`HISTORY` when an earlier turn found that getRentList wants an id here
+        (the lease carries it): getRentHistory is read at once.
+    """
+    if known == HISTORY:
+        return HISTORY, _history(hook, started)
     try:
         return LIST, tuple(Listed.of(entry, digest_of(hook)) for entry in hook.get_rent_list())
     except SmsOnlineError as error:
