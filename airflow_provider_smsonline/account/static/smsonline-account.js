@@ -23,6 +23,7 @@ const SERIES = ["blue", "teal", "orange", "purple", "pink", "cyan", "green", "ye
   v(`colors-${hue}-500`, ["#3182ce", "#319795", "#dd6b20", "#805ad5", "#d53f8c", "#00b5d8", "#38a169", "#d69e2e", "#e53e3e"][i]),
 );
 const UNOWNED = v("colors-gray-400", "#a0aec0");
+const TICK = { fontSize: "11px", fill: C.muted };
 
 // --------------------------------------------------------------------------- data
 
@@ -163,10 +164,10 @@ function SpendChart({ days, spend }) {
     }
   });
   const axis = [0, top / 2, top].map((value) =>
-    h("text", { key: value, x: left - 6, y: y(value) + 4, textAnchor: "end", fontSize: 11, fill: C.muted }, value.toFixed(2)),
+    h("text", { key: value, x: left - 6, y: y(value) + 4, textAnchor: "end", style: TICK }, value.toFixed(2)),
   );
   const labels = days
-    .map((day, d) => (d % 5 === 0 || d === days.length - 1 ? h("text", { key: day, x: left + d * bar + bar / 2, y: H - 6, textAnchor: "middle", fontSize: 11, fill: C.muted }, day.slice(5)) : null))
+    .map((day, d) => (d % 5 === 0 || d === days.length - 1 ? h("text", { key: day, x: left + d * bar + bar / 2, y: H - 6, textAnchor: "middle", style: TICK }, day.slice(5)) : null))
     .filter(Boolean);
   return h(
     "div",
