@@ -1,5 +1,5 @@
 # Every metric the provider sends, in one place: its name, its tags, and the one lookup of Airflow's
-# Stats (airflow.sdk.observability on Airflow 3.3, the common-compat path or airflow.stats before),
+# Stats (the Task SDK's airflow.sdk.observability on Airflow 3.2 and 3.3, airflow.stats on 3.1),
 # so that whatever backend Airflow is configured with (StatsD, OpenTelemetry, Datadog) receives
 # them. Call sites are one line each. Nothing here imports Airflow until a metric is sent, and no
 # metric ever fails the caller. Tags carry names and ids the provider chose or the user wrote in a
@@ -159,15 +159,13 @@ def _send(method: str, name: str, value: float, tags: dict[str, str]) -> None:
 
 
 def _lookup() -> Any:
-    """Airflow's Stats: ``airflow.sdk.observability.stats`` (3.3), else the compat path, else
-    ``airflow.stats`` (3.1, 3.2)."""
+    """Airflow's Stats: ``airflow.sdk.observability.stats`` (the Task SDK's, Airflow 3.2 and
+    3.3), else ``airflow.stats`` (3.1): where common-compat's ``Stats`` looks, without
+    depending on that provider."""
     global _stats
     try:
-        from airflow.sdk.observability import stats as found
-    except ImportError:
-        try:
-            from airflow.providers.common.compat.sdk import Stats as found  # type: ignore[no-redef]
-        except ImportError:
-            from airflow.stats import Stats as found  # type: ignore[no-redef]
+        from airflow.sdk.observability.stats import Stats as found
+    except ImportError:  # Airflow 3.1
+        from airflow.stats import Stats as found  # type: ignore[no-redef]
     _stats = found
     return found

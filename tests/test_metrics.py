@@ -76,11 +76,11 @@ def answer(mocker: requests_mock_module.Mocker, action: str, body: object, **kwa
 # ----------------------------------------------------------------------------- the lookup
 
 
-def test_stats_are_airflow_sdk_observability_on_airflow_3_3() -> None:
-    from airflow.sdk.observability import stats as sdk_stats
+def test_stats_are_the_task_sdks_observability_stats_on_airflow_3_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.observability.stats import Stats
 
-    metrics._stats = None
-    assert metrics._lookup() is sdk_stats
+    monkeypatch.setattr(metrics, "_stats", None)
+    assert metrics._lookup() is Stats
 
 
 def test_a_failing_stats_backend_never_fails_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
