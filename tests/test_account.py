@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from airflow_provider_smsonline import account
 from airflow_provider_smsonline.account import app as account_app
 from airflow_provider_smsonline.account import reading
-from airflow_provider_smsonline.account.airflow_side import _conn_type, _from_environment
+from airflow_provider_smsonline.account.airflow_side import ApiServerHook, _conn_type, _from_environment
 from airflow_provider_smsonline.account.cache import PartCache
 from airflow_provider_smsonline.account.reading import AccountSummary, RentalsView, SpendRow
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
@@ -38,8 +38,10 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def hook(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmsOnlineHook]:
+    """The hook the page reads with: its connection looked up as Airflow's API looks them up."""
     monkeypatch.setenv("AIRFLOW_CONN_SMSONLINE_DEFAULT", connection_env(sandbox.url, read_retries=0))
-    with SmsOnlineHook() as made:
+    with ApiServerHook("smsonline_default") as made:
+        assert made.config.endpoint.startswith(sandbox.url)
         yield made
 
 

@@ -1,20 +1,55 @@
 # What the page needs of Airflow itself, in the api-server: which SMS.online connections exist
 # (the metadata DB, AIRFLOW_CONN_* variables, and [smsonline] account_page_connections for those
-# kept in a secrets backend), and the charge ledger's Variables read through Airflow's ORM (the
-# api-server has no Task SDK supervisor; webhook/hints.py reads Variables the same way).
-"""Connections and charge-ledger records, as the api-server reads them."""
+# kept in a secrets backend), a hook that reads its connection as Airflow's own API does, and the
+# charge ledger's Variables read through Airflow's ORM. The api-server has no Task SDK supervisor:
+# on Airflow 3.1 the Task SDK's lookups fail there once the environment has missed (webhook/hints.py
+# reads Variables through the ORM for the same reason).
+"""Connections, hooks and charge-ledger records, as the api-server reads them."""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CONN_TYPE", "LedgerVariables", "configured_connection_ids", "smsonline_connection_ids"]
+from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+
+if TYPE_CHECKING:
+    from airflow.models.connection import Connection
+
+__all__ = [
+    "CONN_TYPE",
+    "ApiServerHook",
+    "LedgerVariables",
+    "configured_connection_ids",
+    "connection_of",
+    "smsonline_connection_ids",
+]
 
 #: The provider's connection type.
 CONN_TYPE = "smsonline"
 _ENV_PREFIX = "AIRFLOW_CONN_"
+
+
+def connection_of(conn_id: str) -> Connection:
+    """The connection, from the environment, the secrets backend or the metadata DB, looked up
+    as Airflow's API looks connections up (its models, not the Task SDK).
+
+    :raises AirflowNotFoundException: no source has it.
+    """
+    from airflow.models.connection import Connection
+
+    return Connection.get_connection_from_secrets(conn_id)
+
+
+class ApiServerHook(SmsOnlineHook):
+    """:class:`~airflow_provider_smsonline.hooks.smsonline.SmsOnlineHook` reading its connection
+    with :func:`connection_of`, which works in the api-server on every supported Airflow."""
+
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Any:
+        """The connection ``conn_id`` (see :func:`connection_of`)."""
+        return connection_of(conn_id)
 
 
 class LedgerVariables:

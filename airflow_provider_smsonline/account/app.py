@@ -18,7 +18,12 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
 
 from airflow_provider_smsonline.account import BUNDLE, RENTALS_TTL, SUMMARY_TTL
-from airflow_provider_smsonline.account.airflow_side import LedgerVariables, smsonline_connection_ids
+from airflow_provider_smsonline.account.airflow_side import (
+    ApiServerHook,
+    LedgerVariables,
+    connection_of,
+    smsonline_connection_ids,
+)
 from airflow_provider_smsonline.account.cache import Cached, EndedRentals, PartCache
 from airflow_provider_smsonline.account.reading import (
     AccountSummary,
@@ -120,12 +125,11 @@ def _with_hook(
     conn_id: str, read: Callable[[SmsOnlineHook, Callable[[int, bool], TaskRun | None]], Any]
 ) -> Any:
     """``read(hook, owner)`` on a fresh hook of ``conn_id`` (closed after)."""
-    # the hook (requests) and the ledger load on the first reading, in the api-server only
-    from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
+    # the ledger loads on the first reading, in the api-server only
     from airflow_provider_smsonline.ledger import account_of
     from airflow_provider_smsonline.ledger.owner import owner_of
 
-    with SmsOnlineHook(smsonline_conn_id=conn_id) as hook:
+    with ApiServerHook(smsonline_conn_id=conn_id) as hook:
         account = account_of(hook)
         store = LedgerVariables()
         failed: list[Exception] = []
@@ -160,9 +164,7 @@ def _redacted(conn_id: str, text: str) -> str:
     from airflow_provider_smsonline.policy import redact
 
     try:
-        from airflow.sdk import BaseHook
-
-        key = BaseHook.get_connection(conn_id).password
+        key = connection_of(conn_id).password
     except Exception:  # no connection: no key to remove
         return text
     return redact(text, key) if key else text
