@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def check_account_page(airflow: Any) -> dict[str, Any]:
         if page is None or page.get("url_route") != "smsonline":
             problems.append(f"the page is not among the UI's React apps: {status} {body[-300:]}")
         else:
-            status, code = _fetch(f"{base}/{page['bundle_url']}")
+            status, code = _fetch(urllib.parse.urljoin(base + "/", page["bundle_url"]))
             if status != 200 or 'globalThis["SMS.online"]' not in code:
                 problems.append(f"the page's code is not served: {status}")
         data = {}

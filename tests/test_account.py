@@ -346,7 +346,7 @@ def test_the_pages_code_is_served_as_javascript_and_nothing_else_is(routes: tupl
 # ----------------------------------------------------------------------------- registration
 
 
-def test_the_plugin_lists_the_page_under_browse_and_its_routes_on_their_own_prefix() -> None:
+def test_the_plugin_lists_the_page_under_browse_and_its_code_on_its_own_prefix() -> None:
     (page,) = account.plugin_react_apps()
     assert (page["name"], page["destination"], page["category"], page["url_route"]) == (
         "SMS.online",
@@ -354,8 +354,23 @@ def test_the_plugin_lists_the_page_under_browse_and_its_routes_on_their_own_pref
         "browse",
         "smsonline",
     )
-    assert not page["bundle_url"].startswith("/")  # resolved against the UI's <base href>
-    assert page["bundle_url"].startswith(account.URL_PREFIX.lstrip("/") + "/")
+    assert page["bundle_url"] == f"{account.URL_PREFIX}/static/{account.BUNDLE}"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "path"),
+    [
+        ("http://airflow.example.com/", ""),
+        ("https://example.com/airflow/", "/airflow"),
+        ("/team-a", "/team-a"),
+    ],
+)
+def test_the_pages_code_is_under_the_path_of_airflows_base_url(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, path: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", base_url)
+    (page,) = account.plugin_react_apps()
+    assert page["bundle_url"] == f"{path}/smsonline-account/static/{account.BUNDLE}"
 
 
 def test_the_page_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ however many people look (see ``docs/account-page.rst``).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "BUNDLE",
@@ -68,18 +69,26 @@ def plugin_fastapi_apps() -> list[dict[str, Any]]:
     return _apps
 
 
-def plugin_react_apps() -> list[dict[str, Any]]:
-    """The plugin's ``react_apps`` entry: the page under Browse in the navigation.
+def plugin_react_apps(config: Any = None) -> list[dict[str, Any]]:
+    """The plugin's ``react_apps`` entry: the page under Browse in the navigation; ``[]`` with
+    ``[smsonline] account_page = False``.
 
-    Its URLs are relative: the UI resolves them against its ``<base href>``, so the page works
-    under any ``[api] base_url`` path. ``[]`` with ``[smsonline] account_page = False``.
+    The code's URL is an absolute path under ``[api] base_url``'s path: Airflow 3.1.0's UI
+    imports it as given (a relative one fails there), later ones resolve it against the page.
     """
-    if not page_enabled():
+    if config is None:
+        from airflow_provider_smsonline._compat import conf as config  # Airflow's config, when read
+    if not page_enabled(config):
         return []
+    try:
+        base_url = config.get("api", "base_url", fallback="/") or "/"
+    except Exception:  # an unreadable value: the root
+        base_url = "/"
+    base_path = urlsplit(base_url).path.rstrip("/")
     return [
         {
             "name": PAGE_NAME,
-            "bundle_url": f"{URL_PREFIX.lstrip('/')}/static/{BUNDLE}",
+            "bundle_url": f"{base_path}{URL_PREFIX}/static/{BUNDLE}",
             "destination": "nav",
             "category": "browse",
             "url_route": URL_ROUTE,

@@ -27,13 +27,22 @@ const TICK = { fontSize: "11px", fill: C.muted };
 
 // --------------------------------------------------------------------------- data
 
+// Airflow 3.1.0's UI keeps its token in localStorage and sends it as a header (later ones use the
+// _token cookie): once the header was needed, it is sent first.
+let bearerFirst = false;
+
 async function getJson(path) {
   const url = new URL(API + path, document.baseURI);
-  let answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   const token = globalThis.localStorage?.getItem("token");
-  if (answer.status === 401 && token) {
-    // Airflow 3.1.0's UI keeps its token in localStorage and sends it as a header
-    answer = await fetch(url, { credentials: "same-origin", headers: { Authorization: `Bearer ${token}` } });
+  const ask = (bearer) =>
+    fetch(url, {
+      credentials: "same-origin",
+      headers: bearer && token ? { Accept: "application/json", Authorization: `Bearer ${token}` } : { Accept: "application/json" },
+    });
+  let answer = await ask(bearerFirst);
+  if (answer.status === 401 && token && !bearerFirst) {
+    answer = await ask(true);
+    bearerFirst = answer.ok;
   }
   if (!answer.ok) {
     const error = new Error(answer.status === 401 ? "Sign in to Airflow to see this page." : `${answer.status} ${answer.statusText}`);
