@@ -15,16 +15,27 @@ import requests_mock as requests_mock_module
 from airflow_provider_smsonline import metrics
 from airflow_provider_smsonline.exceptions import AccountError, NoNumbersError
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
-from airflow_provider_smsonline.operators.activation import ActivateNumberOperator, CancelActivationOperator
+from airflow_provider_smsonline.operators.activation import (
+    ActivateNumberOperator,
+    CancelActivationOperator,
+    CompleteActivationOperator,
+)
 from airflow_provider_smsonline.operators.rent import (
     CancelRentOperator,
     ContinueRentOperator,
     FinishRentOperator,
     RentNumberOperator,
 )
-from airflow_provider_smsonline.protocol import Sms
+from airflow_provider_smsonline.protocol import STATUS_OK, ActivationStatus, Sms
+from airflow_provider_smsonline.sandbox import Sandbox
+from airflow_provider_smsonline.triggers.activation import ActivationCodeTrigger
+from airflow_provider_smsonline.triggers.events import SmsReceivedTrigger
 from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
 from tests.conftest import CANARY_FORMS, action_url
+from tests.test_events import clock, conn, deliver, records, sandbox
+from tests.test_events import rent as rent_number
+
+__all__ = ["clock", "conn", "records", "sandbox"]  # the asset watch's fixtures, from test_events
 
 RENTAL = {
     "status": "success",
@@ -242,6 +253,17 @@ def test_a_cancel_is_a_release_and_a_refund_a_finish_only_a_release(
     assert stats.named(metrics.REFUNDS) == [("incr", metrics.REFUNDS, 1, {"kind": "rental"})]
 
 
+def test_a_completed_activation_is_a_release_without_refund(
+    stats: Recorder, context: Any, requests_mock: requests_mock_module.Mocker
+) -> None:
+    answer(requests_mock, "setStatus", "ACCESS_ACTIVATION")
+    CompleteActivationOperator(task_id="complete", activation_id=77).execute(context)
+    assert stats.named(metrics.RELEASES) == [
+        ("incr", metrics.RELEASES, 1, {"kind": "activation", "outcome": "completed"})
+    ]
+    assert stats.named(metrics.REFUNDS) == []
+
+
 def test_an_activation_ended_without_a_code_is_a_refund(
     stats: Recorder, context: Any, requests_mock: requests_mock_module.Mocker
 ) -> None:
@@ -297,6 +319,27 @@ def test_a_wait_that_finds_its_sms_sends_the_event_and_its_latency(stats: Record
     assert stats.named(metrics.SMS_EVENTS) == [("incr", metrics.SMS_EVENTS, 1, {"trigger": "wait"})]
     ((_, _, millis, tags),) = stats.named(metrics.SMS_LATENCY)
     assert tags == {"trigger": "wait"} and 29_000 <= millis <= 60_000
+
+
+def test_an_asset_watch_sends_an_event_for_each_sms_it_fires(
+    stats: Recorder, sandbox: Sandbox, conn: str, records: Any, clock: Any
+) -> None:
+    rent_id = rent_number(sandbox)
+    clock.at[1] = deliver(sandbox, rent_id, "code 482913", "code 777000")
+    fired = clock.run(SmsReceivedTrigger(rent_id, poll_interval=10), waits=4)
+    assert len(fired) == 2
+    assert stats.named(metrics.SMS_EVENTS) == [("incr", metrics.SMS_EVENTS, 1, {"trigger": "watch"})] * 2
+
+
+def test_an_activation_code_sends_an_event_without_latency(stats: Recorder) -> None:
+    class Client:
+        async def get_status(self, activation_id: int, *, v2: bool = False) -> ActivationStatus:
+            return ActivationStatus(STATUS_OK, "482913")
+
+    trigger = ActivationCodeTrigger(activation_id=77)
+    assert asyncio.run(trigger.check(Client()))["code"] == "482913"  # type: ignore[arg-type, index]
+    assert stats.named(metrics.SMS_EVENTS) == [("incr", metrics.SMS_EVENTS, 1, {"trigger": "activation"})]
+    assert stats.named(metrics.SMS_LATENCY) == []
 
 
 def test_an_sms_dated_in_the_future_sends_no_latency(stats: Recorder) -> None:
