@@ -163,6 +163,20 @@ def check_plugin(airflow: Any) -> list[str]:
     return []
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process's group (the api-server's workers are in it), SIGKILL after 30 s."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def _fetch(url: str, timeout: float = 120) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
@@ -262,14 +276,7 @@ def check_account_page(airflow: Any) -> dict[str, Any]:
     except (TimeoutError, OSError, ValueError) as error:
         problems.append(str(error))
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop([server])
     result["seconds"] = round(time.monotonic() - started, 1)
     if problems:
         result["output_tail"] = out.read_text(errors="replace")[-3000:]
@@ -357,16 +364,7 @@ def run_with_triggerer(airflow: Any, dag_id: str, seconds: float = 420) -> dict[
         result["state"] = None
         result["error"] = str(error)
     finally:
-        for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(list(processes.values()))
     result["seconds"] = round(time.monotonic() - started, 1)
     logs = outputs["triggerer"].read_text(errors="replace")
     logs += "".join(p.read_text(errors="replace") for p in (airflow.home / "logs").rglob("*.log"))
