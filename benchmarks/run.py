@@ -8,7 +8,9 @@
 Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``polls`` (CPU per
 poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
 in one event loop), ``throughput`` (rentals per second), ``activation_waits`` and ``push``
-(webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer CPU and DB reads).
+(webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer CPU and DB reads) and
+``lease`` (rentals per second on one account through real Airflow tasks with charging turns,
+without them, and with a pool of one slot).
 providers-http (and httpx, should Airflow not have brought it) are installed for the comparisons
 when missing, into a directory of their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
@@ -32,6 +34,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from benchmarks import (  # noqa: E402
     activation_wait,
     call_overhead,
+    lease,
     parse_cost,
     poll_cost,
     push,
@@ -48,6 +51,7 @@ BENCHMARKS = {
     "throughput": throughput.run,
     "activation_waits": activation_wait.run,
     "push": push.run,
+    "lease": lease.run,
 }
 
 
