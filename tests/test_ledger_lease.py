@@ -350,3 +350,30 @@ def test_an_activation_another_unresolved_getnumber_can_have_bought_is_never_ado
             buy_once(second, hook, lambda: hook.get_number("tg", 0), service="tg", country=0)
     assert later.value.candidates == bought
     assert len(sandbox.state()["activations"]) == 1  # nothing bought again
+
+
+class TogetherAtFirst(Store):
+    """Every taker reads the free lease at the same moment (its first read waits for the others'),
+    so that all write their tickets and prepare, and all but one lose the turn."""
+
+    def __init__(self, takers: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(takers)
+        self.first = threading.local()
+
+    def get(self, key: str) -> dict[str, Any]:
+        value = super().get(key)
+        if key.startswith("smsonline_lease__") and not getattr(self.first, "done", False):
+            self.first.done = True
+            self.barrier.wait()
+        return value
+
+
+def test_a_try_that_loses_the_turn_announces_no_call(sandbox: Sandbox) -> None:
+    # Takers that lost the race have read the account and written their records, but make no call
+    # until their turn: announced, they would look like calls in flight to the winner's look
+    # after its lost answer, which could then not adopt its own rental.
+    sandbox.inject_fault("getRentNumber", "timeout_after_commit", count=3, delay=2)
+    outcomes = rent_at_once(TogetherAtFirst(3), 3)
+    assert all(isinstance(rental, int) for rental in outcomes.values()), outcomes
+    assert sorted(outcomes.values()) == sorted(paid(sandbox))

@@ -110,18 +110,19 @@ def _read(ledger: ChargeLedger) -> ActivationRecord | None:
 
 
 def _write(ledger: ChargeLedger, record: ActivationRecord, account: str | None = None) -> None:
-    """Write the record; a pending one (given the ``account``) also announces its call."""
+    """Write the record (a pending one, given the ``account``, owns its intent's Variable)."""
     data = activation_to_json(record, task=ledger.task.to_json(), at=_now())
     if isinstance(record, ActivationPending) and account is not None:
-        intent = intent_key(account, ledger.key)
-        data["intent"] = intent  # it goes when the record goes (records.owned_keys)
-        ledger.store.set(ledger.key, data)
-        ledger.store.set(
-            intent,
-            {"owner": ledger.key, "started": record.started.isoformat(), "until": record.until.isoformat()},
-        )
-        return
+        data["intent"] = intent_key(account, ledger.key)  # it goes when the record goes
     ledger.store.set(ledger.key, data)
+
+
+def _announce(ledger: ChargeLedger, account: str, record: ActivationPending) -> None:
+    """Announce the call to other task instances: just before it, once the turn is sure."""
+    ledger.store.set(
+        intent_key(account, ledger.key),
+        {"owner": ledger.key, "started": record.started.isoformat(), "until": record.until.isoformat()},
+    )
 
 
 def buy_once(
@@ -164,6 +165,7 @@ def buy_once(
 
     with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
         lease, pending = turn
+        _announce(ledger, account, pending)
         look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
         activation, recovered = call_in_turn(lease, ledger, buy, look, pending.until)
         if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)

@@ -181,7 +181,7 @@ def charge_once(
             asked=wants,
             listing=listing,
         )
-        ledger.write(pending)
+        ledger.write(pending, announce=False)  # announced once the turn is sure
         return pending
 
     # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
@@ -189,6 +189,7 @@ def charge_once(
         lease, pending = turn
         if lease is not None and existing_id is None:
             lease.listing = pending.listing  # for the next taker
+        ledger.announce(pending)
         look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
         rental, recovered = call_in_turn(lease, ledger, charge, look, pending.until)
         if recovered:
