@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_smsonline import metrics
 from airflow_provider_smsonline.protocol import STATUS_CANCEL, code_of
 from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger
 from airflow_provider_smsonline.validation import validate_activation_id
@@ -81,6 +82,7 @@ class ActivationCodeTrigger(PollingTrigger):
         if code is None:
             return None
         self.log.info("Activation %s: a code arrived", self.activation_id)
+        metrics.sms_event("activation")
         return {"status": "success", "code": code, "text": state.text}
 
 
