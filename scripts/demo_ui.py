@@ -220,7 +220,9 @@ def commands(url: str, env: dict[str, str]) -> tuple[str, str]:
         # No-login mode: GET /auth/token hands out an admin token (POST wants a username).
         f"TOKEN=$(curl -s {url}/auth/token | {shlex.quote(sys.executable)} -c "
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])') && "
-        f"curl -s -X POST {url}/api/v2/dags/{EXAMPLE_DAG}/dagRuns "
+        # standalone keeps its metadata in SQLite: a POST that meets the scheduler's write gets a
+        # 500 ("Database error", nothing created); -f --retry tries it again and prints one answer.
+        f"curl -sS -f --retry 3 --retry-delay 2 -X POST {url}/api/v2/dags/{EXAMPLE_DAG}/dagRuns "
         '-H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
         f"-d {shlex.quote(body)}"
     )

@@ -176,7 +176,8 @@ def test_the_printed_cli_and_rest_commands_trigger_a_run_that_succeeds(demo: Dem
     for done in runs:
         assert done.returncode == 0, done.stdout + done.stderr
     answer = json.loads(runs[1].stdout)
-    assert answer["state"] == "queued" and answer["conf"]["service"] == "tg"
+    shown = runs[1].stdout + runs[1].stderr
+    assert answer.get("state") == "queued" and answer["conf"]["service"] == "tg", shown
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
