@@ -357,6 +357,16 @@ def deliver_code(
     return record.to_json()
 
 
+def activation_webhook(books: Books, activation_id: int, now: datetime, zone: Any) -> str:
+    """The activation webhook body for the code just delivered to ``activation_id``, exactly in
+    the shape of SMS.online's page, ``receivedAt`` in the answers' zone."""
+    record = activations_of(books)[activation_id]
+    code, text = record.codes[-1]
+    return protocol.encode_activation_webhook(
+        record.id, record.service, text, code, record.country, now.astimezone(zone)
+    )
+
+
 def activations_json(books: Books, now: datetime) -> list[dict[str, Any]]:
     """Every activation, for ``GET /sandbox/state``."""
     records = list(activations_of(books).values())
