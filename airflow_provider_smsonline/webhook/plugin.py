@@ -1,22 +1,30 @@
 # The Airflow plugin that mounts the webhook receiver on the api-server. Registered through the
 # `airflow.plugins` entry point (it loads whatever [core] lazy_discover_providers says), so every
 # Airflow process imports this module: it imports only AirflowPlugin (already loaded by whoever
-# loads plugins). The receiver is built the first time Airflow reads `fastapi_apps`, which only
-# the api-server does when it mounts plugin apps (and `airflow plugins`, which lists them).
+# loads plugins). The receiver is built the first time Airflow reads `fastapi_apps` in the
+# api-server (`airflow api-server`, as the edge3 provider tells it); any other process that reads
+# the plugin's attributes (`airflow plugins`, a scheduler listing plugins) gets no app.
 """``SmsOnlineWebhookPlugin``: the webhook receiver under ``/smsonline`` on Airflow's api-server."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-__all__ = ["SmsOnlineWebhookPlugin", "build_apps"]
+__all__ = ["SmsOnlineWebhookPlugin", "build_apps", "on_api_server"]
 
 log = logging.getLogger(__name__)
 
 _built: list[dict[str, Any]] | None = None
+
+
+def on_api_server() -> bool:
+    """Whether this process is Airflow's api-server (``airflow api-server``; its workers keep the
+    command line), the only one that mounts plugin apps."""
+    return len(sys.argv) > 1 and sys.argv[1] == "api-server"
 
 
 def build_apps(config: Any = None) -> list[dict[str, Any]]:
@@ -42,8 +50,12 @@ def build_apps(config: Any = None) -> list[dict[str, Any]]:
         return _built
     try:
         token = webhook_token(secret)
-    except WebhookConfigError as error:
-        log.error("SMS.online webhook receiver not mounted: %s", error)
+    except WebhookConfigError as error:  # a weak secret: refused, the rule named
+        log.error(
+            "SMS.online webhook receiver not mounted, the secret is refused: %s. Webhooks get 404 "
+            "and the waits only poll until it is changed.",
+            error,
+        )
         _built = []
         return _built
     from airflow_provider_smsonline.webhook import logmask  # as above, on the api-server only
@@ -67,5 +79,6 @@ class SmsOnlineWebhookPlugin(AirflowPlugin):
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
-        """The receiver (built on first read), or ``[]`` without ``[smsonline] webhook_secret``."""
-        return build_apps()
+        """The receiver (built on first read) on the api-server; ``[]`` in any other process, or
+        without a valid ``[smsonline] webhook_secret``."""
+        return build_apps() if on_api_server() else []
