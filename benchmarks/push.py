@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_smsonline.webhook.hints import RENTAL
 from benchmarks.common import ROOT, Row, SandboxProcess, Spread, child_env, connection_json, rent_numbers
 
 CONN_ID = "smsonline_bench"
@@ -69,23 +70,25 @@ class SqliteHints:
         self.reads = 0
         self._db: sqlite3.Connection | None = None
 
-    def add(self, rent_ids: Any, at: float) -> None:
-        from airflow_provider_smsonline.webhook.hints import HINTS_KEY, merge_hints
+    def add(self, keys: Any, at: float) -> None:
+        """Merge hints for ``keys`` (``(kind, id)``) as the api-server's receiver writes them."""
+        from airflow_provider_smsonline.webhook.hints import HINTS_KEY, encode_hints, merge_hints, read_hints
 
         db = self._db = self._db or _connect(self.path)
         db.execute("BEGIN IMMEDIATE")
         row = db.execute("SELECT val FROM variable WHERE key = ?", (HINTS_KEY,)).fetchone()
-        text = json.dumps(merge_hints(json.loads(row[0]) if row else None, rent_ids, at))
+        text = encode_hints(merge_hints(read_hints(row[0]) if row else None, keys, at))
         db.execute("INSERT OR REPLACE INTO variable VALUES (?, ?)", (HINTS_KEY, text))
         db.execute("COMMIT")
 
-    async def __call__(self) -> Any:
+    async def __call__(self) -> str | None:
+        """The Variable's text, as the triggerer's reader gets it."""
         from airflow_provider_smsonline.webhook.hints import HINTS_KEY
 
         db = self._db = self._db or _connect(self.path)
         self.reads += 1
         row = db.execute("SELECT val FROM variable WHERE key = ?", (HINTS_KEY,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return str(row[0]) if row else None
 
 
 # ----------------------------------------------------------------------------- the watch process
@@ -204,7 +207,7 @@ def _pass(sandbox: SandboxProcess, ids: list[int], push: bool, poll: float, work
             )
             sent[rent_id] = time.time()
             if push:
-                store.add([rent_id], time.time())  # what the receiver writes for the webhook
+                store.add([(RENTAL, rent_id)], time.time())  # what the receiver writes for the webhook
             time.sleep(1.0 / RATE)
         deadline = time.monotonic() + (10 if push else poll * 1.2 + 5)
         while len(fired) < SMS and time.monotonic() < deadline:
