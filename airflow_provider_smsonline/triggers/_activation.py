@@ -15,7 +15,13 @@ import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline.protocol import STATUS_CANCEL, ActivationStatus, code_of
+from airflow_provider_smsonline.protocol import (
+    STATUS_CANCEL,
+    STATUS_WAIT_CODE,
+    STATUS_WAIT_RETRY,
+    ActivationStatus,
+    code_of,
+)
 from airflow_provider_smsonline.triggers._active_list import ActiveList, active_list
 from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger
 from airflow_provider_smsonline.validation import validate_activation_id
@@ -82,6 +88,7 @@ class ActivationCodeTrigger(PollingTrigger):
         self._round = 0  # the last round read
         self._confirmed: tuple[str, ...] | None = None  # the listed codes getStatus last saw
         self._own_look_at = float("-inf")  # the last getStatus made without a new code listed
+        self._gone = False  # it left the list and getStatus said how it ended (no code can come)
 
     def _kwargs(self) -> dict[str, Any]:
         return {"sms_text": self.sms_text}
@@ -116,7 +123,8 @@ class ActivationCodeTrigger(PollingTrigger):
             return None  # no round yet, or the server failed: the list retries, the wait waits
         codes = shared.codes.get(self.activation_id)
         if codes is None:  # not listed: cancelled, completed or expired (getStatus says which)
-            return await self._own_look(client)
+            return None if self._gone else await self._own_look(client)
+        self._gone = False
         if not codes or codes == self._confirmed:
             return None
         hints = news.reader()
@@ -127,12 +135,15 @@ class ActivationCodeTrigger(PollingTrigger):
         return done
 
     async def _own_look(self, client: AsyncSmsOnlineClient) -> dict[str, Any] | None:
-        """getStatus, at most once per ``poll_interval``."""
+        """getStatus, at most once per ``poll_interval``. An activation that ended (not waiting
+        for a code any more) is not asked again while it stays off the list."""
         now = asyncio.get_running_loop().time()
         if now - self._own_look_at < self.poll_interval * (1 - self.jitter):
             return None
         self._own_look_at = now
-        return self._decide(await self._status(client))
+        state = await self._status(client)
+        self._gone = state.status not in (STATUS_WAIT_CODE, STATUS_WAIT_RETRY)
+        return self._decide(state)
 
     async def _status(self, client: AsyncSmsOnlineClient) -> ActivationStatus:
         """One getStatus; with ``sms_text``, then getStatusV2 for the text once a code shows."""

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline.exceptions import SmsOnlineError
+from airflow_provider_smsonline.exceptions import ServerError, SmsOnlineError
 from airflow_provider_smsonline.webhook import news
 from airflow_provider_smsonline.webhook.hints import ACTIVATION, HintKey
 
@@ -32,9 +32,10 @@ __all__ = ["MIN_GAP", "REFUSED_PAUSE", "ActiveList", "Round", "active_list"]
 #: The shortest time between two getActiveActivations of one account from one triggerer: at most
 #: two calls a second, whatever the number of waits and webhooks.
 MIN_GAP = 0.5
-#: Seconds before the list is asked again after an answer no wait can fix (a refused action, an
-#: answer too large): meanwhile each wait asks getStatus on its own, every poll_interval.
-REFUSED_PAUSE = 300.0
+#: Seconds before the list is asked again after an answer that is not a server or network failure
+#: (a refusal, an error code this provider does not know, which may be the page's unnamed "no
+#: active activations"): meanwhile each wait asks getStatus on its own, every poll_interval.
+REFUSED_PAUSE = 60.0
 #: The longest pause between two rounds while the server or the network fails.
 MAX_BACKOFF = 300.0
 
@@ -175,9 +176,9 @@ class ActiveList:
         try:
             rows = await self.client.get_active_activations()
         except SmsOnlineError as error:
-            if error.retryable:
+            if isinstance(error, ServerError):  # the server or the network: getStatus would fail too
                 self._failures += 1
-            else:
+            else:  # the list cannot say: each wait asks getStatus
                 self._refused_at = started
             self._warn(error)
             self._publish(Round(number, started, None, error))
@@ -196,7 +197,7 @@ class ActiveList:
         if now - self._warned_at < 60:
             return
         self._warned_at = now
-        if error.retryable:
+        if isinstance(error, ServerError):
             then = "trying again with back-off; the waits keep waiting"
         else:
             then = f"each wait asks getStatus on its own, and the list is asked again in {REFUSED_PAUSE:g} s"
@@ -216,15 +217,13 @@ _LISTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ActiveLis
 def active_list(client: AsyncSmsOnlineClient) -> ActiveList:
     """The shared list of ``client``'s account (its endpoint and key) on this loop; created with
     a client of its own on the same settings and pool."""
-    from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
-
     loop = asyncio.get_running_loop()
     lists = _LISTS.setdefault(loop, {})
     # A digest, not the key: nothing that may be printed holds it.
     account = hashlib.sha256(f"{client.config.endpoint}\n{client.config.api_key}".encode()).hexdigest()
     shared = lists.get(account)
     if shared is None:
-        shared = lists[account] = ActiveList(AsyncSmsOnlineClient(client.config))
+        shared = lists[account] = ActiveList(type(client)(client.config))
     return shared
 
 
