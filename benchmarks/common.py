@@ -262,7 +262,7 @@ def rent_numbers(url: str, count: int, threads: int = 4) -> list[int]:
     """
     from airflow_provider_smsonline import protocol
 
-    return _buy(url, count, threads, protocol.get_rent_number_params("tg", 0), protocol.parse_rental)
+    return buy_numbers(url, count, threads, protocol.get_rent_number_params("tg", 0), protocol.parse_rental)
 
 
 def activate_numbers(url: str, count: int, threads: int = 4) -> list[int]:
@@ -270,10 +270,12 @@ def activate_numbers(url: str, count: int, threads: int = 4) -> list[int]:
     order (setup, as :func:`rent_numbers`)."""
     from airflow_provider_smsonline import protocol
 
-    return _buy(url, count, threads, protocol.get_number_params("tg", 0), protocol.parse_number)
+    return buy_numbers(url, count, threads, protocol.get_number_params("tg", 0), protocol.parse_number)
 
 
-def _buy(url: str, count: int, threads: int, params: Mapping[str, str], parse: Any) -> list[int]:
+def buy_numbers(url: str, count: int, threads: int, params: Mapping[str, str], parse: Any) -> list[int]:
+    """Make ``count`` charging calls with ``params`` on the sandbox at ``url`` from ``threads``
+    threads on kept-alive connections; the ids ``parse`` reads from the answers, in order."""
     import http.client
     import threading
     from urllib.parse import urlencode, urlsplit

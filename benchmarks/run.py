@@ -9,8 +9,8 @@ Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``p
 poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
 in one event loop), ``throughput`` (rentals per second), ``activation_waits``, ``activation_scale``
 (200 and 2,000 activation waits on one account: API calls a second, code-to-event delay by poll
-and by push) and ``push`` (webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer
-CPU and DB reads).
+and by push), ``push`` (webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer
+CPU and DB reads) and ``history`` (getRentHistory as the safety net of 10,000 kept rentals).
 providers-http (and httpx, should Airflow not have brought it) are installed for the comparisons
 when missing, into a directory of their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402
     activation_scale,
     activation_wait,
     call_overhead,
+    history_scan,
     parse_cost,
     poll_cost,
     push,
@@ -52,6 +53,7 @@ BENCHMARKS = {
     "activation_waits": activation_wait.run,
     "activation_scale": activation_scale.run,
     "push": push.run,
+    "history": history_scan.run,
 }
 
 

@@ -246,6 +246,29 @@ def test_server_failures_of_the_list_only_delay_the_waits(sandbox: Sandbox) -> N
     assert events[activation]["code"] == "5555" and statuses == 1
 
 
+def test_a_list_too_large_for_the_connection_makes_each_wait_ask_get_status(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight activations list past 1 KiB, the smallest answer cap a connection takes: every round
+    # fails alike, so after a few the waits stop waiting for the list.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMSONLINE_DEFAULT", connection_env(host=sandbox.url, timeout=5, max_response_bytes=1024)
+    )
+    ids = buy(sandbox, 8)
+
+    async def main() -> dict[int, dict[str, Any]]:
+        waits = Waits(poll_interval=0.2)
+        waits.start(ids[0])
+        await asyncio.sleep(0.5)
+        sandbox.books.deliver_code(ids[0], "8080")
+        await until(lambda: ids[0] in waits.events, 10)
+        await waits.stop()
+        return waits.events
+
+    events = asyncio.run(asyncio.wait_for(main(), 60))
+    assert events[ids[0]]["code"] == "8080"
+
+
 def test_the_activation_webhook_wakes_a_600_s_wait_at_once_and_a_forged_one_asks_no_get_status(
     sandbox: Sandbox, hints: Hints
 ) -> None:

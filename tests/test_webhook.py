@@ -40,6 +40,7 @@ def rental(rent_id: int) -> tuple[str, int]:
 def activation(activation_id: int) -> tuple[str, int]:
     return (hints_module.ACTIVATION, activation_id)
 
+
 TOKEN = webhook_token(SECRET)
 BODY = json.dumps(
     {"rentId": 1049, "sms": {"phoneFrom": 79999999999, "text": "Sms text", "date": "2025-01-01 12:00:00"}}

@@ -300,6 +300,47 @@ def test_a_look_that_found_the_sms_ends_the_episode_and_the_next_post_looks_at_o
     assert len(wakes) == 1 and wakes[0] < 0.2  # not held back by the first episode
 
 
+def test_a_post_that_came_while_the_look_was_made_is_looked_at_once_it_is_reported(flood: Any) -> None:
+    # SMS 1's look found it; SMS 2's post came while the wait was still firing and recording
+    # SMS 1 (before it said found=True): the next look must not wait for the 600 s poll.
+    async def main() -> tuple[bool, float]:
+        await news.wait_for_news(4, 0.001)
+        flood((RENTAL, 4))
+        assert await news.wait_for_news(4, 1.0)  # SMS 1's look
+        flood((RENTAL, 4))  # SMS 2's post, read while SMS 1 is being fired
+        await asyncio.sleep(0.3)  # past the first re-check, before the last: the wait was busy
+        started = time.monotonic()
+        woke = await news.wait_for_news(4, 5.0, found=True)  # SMS 1 found and recorded
+        return woke, time.monotonic() - started
+
+    woke, took = asyncio.run(main())
+    assert woke and took < 0.1
+
+
+def test_a_post_that_joined_an_episode_gets_re_checks_of_its_own(flood: Any) -> None:
+    # A second SMS's post came during the first's episode; its SMS may show only after that
+    # episode's last re-check: the last re-check starts its episode, with its own re-checks.
+    async def main() -> list[float]:
+        await news.wait_for_news(6, 0.001)
+        flood((RENTAL, 6))
+        started = time.monotonic()
+        wakes = []
+
+        async def second_post() -> None:
+            await asyncio.sleep(0.3)
+            flood((RENTAL, 6))
+
+        poster = asyncio.create_task(second_post())
+        while (left := 1.3 - (time.monotonic() - started)) > 0:
+            if await news.wait_for_news(6, left):
+                wakes.append(round(time.monotonic() - started, 2))
+        await poster
+        return wakes
+
+    wakes = asyncio.run(main())
+    assert len([t for t in wakes if t > 0.55]) >= 2, wakes  # 0.7 and 1.0: the second post's re-checks
+
+
 def test_forged_posts_for_a_watched_rental_cost_at_most_one_episode_of_get_rent_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -27,7 +27,7 @@ from airflow_provider_smsonline.webhook.hints import ACTIVATION, HintKey
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.async_client import AsyncSmsOnlineClient
 
-__all__ = ["MIN_GAP", "REFUSED_PAUSE", "ActiveList", "Round", "active_list"]
+__all__ = ["FALLBACK_AFTER", "MIN_GAP", "REFUSED_PAUSE", "ActiveList", "Round", "active_list"]
 
 #: The shortest time between two getActiveActivations of one account from one triggerer: at most
 #: two calls a second, whatever the number of waits and webhooks.
@@ -38,6 +38,9 @@ MIN_GAP = 0.5
 REFUSED_PAUSE = 60.0
 #: The longest pause between two rounds while the server or the network fails.
 MAX_BACKOFF = 300.0
+#: Failed rounds in a row after which the waits stop waiting for the list and ask getStatus each
+#: (an answer too large for the connection's ``max_response_bytes`` fails every round).
+FALLBACK_AFTER = 3
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +121,9 @@ class ActiveList:
 
     @property
     def refused(self) -> bool:
-        """Whether the list cannot be read (a refusal no wait can fix): waits ask getStatus."""
-        return self._refused_at is not None
+        """Whether the list cannot say: an answer that is not a server failure, or
+        :data:`FALLBACK_AFTER` failed rounds in a row. The waits then ask getStatus each."""
+        return self._refused_at is not None or self._failures >= FALLBACK_AFTER
 
     def fresh(self, after: int, not_before: float) -> Round | None:
         """The last round if it is newer than round ``after`` and was sent at or after
@@ -194,11 +198,13 @@ class ActiveList:
 
     def _warn(self, error: SmsOnlineError) -> None:
         now = time.monotonic()
-        if now - self._warned_at < 60:
+        if now - self._warned_at < 60 and self._failures != FALLBACK_AFTER:
             return
         self._warned_at = now
-        if isinstance(error, ServerError):
+        if isinstance(error, ServerError) and self._failures < FALLBACK_AFTER:
             then = "trying again with back-off; the waits keep waiting"
+        elif isinstance(error, ServerError):
+            then = "trying again with back-off; meanwhile each wait asks getStatus on its own"
         else:
             then = f"each wait asks getStatus on its own, and the list is asked again in {REFUSED_PAUSE:g} s"
         log.warning(

@@ -22,8 +22,10 @@ only sleeps: the waits poll exactly as before.
 The webhook can arrive before the API shows the SMS. So a hint starts an *episode*: the waits on
 its subject are woken at once, and again :data:`RECHECKS` seconds later (1.5 s and 5 s) unless a
 look found something new meanwhile (``found=True``). Hints for a subject whose episode is under
-way join it (they add no look): whatever the number of posts, a wait on a rental looks at most
-three times per episode because of them, and episodes do not overlap.
+way join it (they add no look); when the episode ends (a look found something, or its last
+re-check), a hint that joined it starts the next one, its first look being that end. Episodes do
+not overlap: whatever the number of posts, a wait on a rental looks at most three times per
+5 seconds because of them.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class HintReader:
         self._hint_at: dict[HintKey, float] = {}  # subject -> monotonic time of its last episode
         self._episode_end: dict[HintKey, float] = {}  # subject -> when its last re-check is due
         self._resolved: dict[HintKey, int] = {}  # subject -> the episode a look found news in
+        self._joined: set[HintKey] = set()  # subjects with a hint that came during their episode
         self._events: dict[HintKey, asyncio.Event] = {}
         self._watchers: dict[HintKey, weakref.WeakSet[Any]] = {}
         self._listeners: dict[HintKey, weakref.WeakSet[Any]] = {}
@@ -196,9 +199,13 @@ class HintReader:
                 del self._listeners[key]
 
     def resolve(self, key: HintKey) -> None:
-        """A look at ``key`` found something new: its episode ends (no more re-checks), and the
-        next hint starts a new one at once."""
+        """A look at ``key`` found something new: its episode ends (no more re-checks). A hint
+        that came during it (another SMS, perhaps, while that look was made) starts the next
+        episode now, and any later hint at once."""
         self._resolved[key] = self._real.get(key, 0)
+        if key in self._joined:
+            self._joined.discard(key)
+            self._hint(key)
 
     @property
     def watched(self) -> set[HintKey]:
@@ -266,23 +273,30 @@ class HintReader:
                 self.absorbed += 1
         return woken
 
-    def _hint(self, key: HintKey) -> bool:
-        """Start an episode for ``key``; ``False`` (nothing woken) while one is under way."""
+    def _hint(self, key: HintKey, *, force: bool = False) -> bool:
+        """Start an episode for ``key``; ``False`` (nothing woken) while one is under way: the
+        hint joins it, and starts the next one when it ends (see :meth:`resolve`)."""
         now = time.monotonic()
         generation = self._real.get(key, 0)
-        if self._episode_end.get(key, float("-inf")) > now and self._resolved.get(key, 0) < generation:
+        under_way = self._episode_end.get(key, float("-inf")) > now
+        if not force and under_way and self._resolved.get(key, 0) < generation:
+            self._joined.add(key)
             return False
+        self._joined.discard(key)
         self._real[key] = generation = generation + 1
         self._hint_at[key] = now
         self._episode_end[key] = now + max(RECHECKS, default=0.0)
         self._wake(key)
         loop = asyncio.get_running_loop()
-        for delay in RECHECKS:
-            loop.call_later(delay, self._recheck, key, generation)
+        for n, delay in enumerate(RECHECKS, start=1):
+            loop.call_later(delay, self._recheck, key, generation, n == len(RECHECKS))
         return True
 
-    def _recheck(self, key: HintKey, generation: int) -> None:
+    def _recheck(self, key: HintKey, generation: int, last: bool) -> None:
         if self._resolved.get(key, 0) >= generation or not self._is_watched(key):
+            return
+        if last and key in self._joined:  # a hint came meanwhile: this look starts its episode
+            self._hint(key, force=True)
             return
         self._echo[key] = self._echo.get(key, 0) + 1
         self._wake(key)
