@@ -42,6 +42,7 @@ from benchmarks.common import (
     activate_numbers,
     child_env,
     connection_json,
+    p95,
 )
 from benchmarks.push import SqliteHints
 
@@ -175,10 +176,6 @@ def _median(values: list[float]) -> float:
     return Spread.of(values).median if values else float("inf")
 
 
-def _p95(values: list[float]) -> float:
-    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))] if values else float("inf")
-
-
 def run(quick: bool, shared: dict[str, object]) -> list[Row]:
     """The three passes; rows of calls a second and of code-to-event delay."""
     import tempfile
@@ -208,14 +205,14 @@ def run(quick: bool, shared: dict[str, object]) -> list[Row]:
     rows.append(
         Row(
             f"code to event, push ({big:,} waits, poll_interval 600 s, hints read every 0.5 s)",
-            f"median {_median(pushed['delays']):.2f} s, p95 {_p95(pushed['delays']):.2f} s "
+            f"median {_median(pushed['delays']):.2f} s, p95 {p95(pushed['delays']):.2f} s "
             f"({pushed['fired']}/{CODES} fired, {pushed['other_events']} other events)",
             f"p95 ≤ {TARGET_PUSH_P95:g} s",
-            _p95(pushed["delays"]) <= TARGET_PUSH_P95
+            p95(pushed["delays"]) <= TARGET_PUSH_P95
             and pushed["fired"] == CODES
             and not pushed["other_events"],
             f"poll ({big:,} waits, poll_interval 2 s): median {_median(polled['delays']):.2f} s, "
-            f"p95 {_p95(polled['delays']):.2f} s ({polled['fired']}/{CODES} fired); push pass: "
+            f"p95 {p95(polled['delays']):.2f} s ({polled['fired']}/{CODES} fired); push pass: "
             f"{pushed['idle_rate']:.3f} calls/s between codes, {pushed['calls_per_code']:.2f} per code",
         )
     )

@@ -81,6 +81,11 @@ class Row:
         return "-" if self.ok is None else ("met" if self.ok else "MISSED")
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile of sorted ``values`` (nearest rank); infinity when there are none."""
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))] if values else float("inf")
+
+
 def table(rows: Iterable[Row]) -> str:
     """The rows as a Markdown table (also readable as plain text)."""
     lines = [

@@ -24,6 +24,7 @@ from airflow_provider_smsonline.triggers.activation import ActivationCodeTrigger
 from airflow_provider_smsonline.webhook import news
 from airflow_provider_smsonline.webhook.hints import ACTIVATION, encode_hints, merge_hints
 from tests.conftest import CANARY_KEY, connection_env
+from tests.test_webhook_waits import until
 
 
 @pytest.fixture
@@ -68,14 +69,6 @@ def buy(sandbox: Sandbox, count: int) -> list[int]:
 
 def calls(sandbox: Sandbox, action: str) -> int:
     return int(sandbox.state()["requests"].get(action, 0))
-
-
-async def until(condition: Any, timeout: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "timed out"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 class Waits:
