@@ -194,13 +194,20 @@ def test_a_wait_that_starts_after_another_code_was_asked_for_fires_on_the_new_co
     assert statuses == 2  # the old code confirmed once (waiting for another), the new one once
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        UnknownCodeError("the server answered NO_ACTIVE_ONES", code="NO_ACTIVE_ONES"),
+        RuntimeError("a failure that is not the client's typed error"),
+    ],
+)
 def test_where_the_list_cannot_be_read_each_wait_asks_get_status_itself(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
     # An answer this provider does not know (e.g. the page's "no active activations", whose code
-    # SMS.online does not show): the list cannot say, so the waits fall back to getStatus.
+    # SMS.online does not show), or anything else: the list cannot say, so the waits ask getStatus.
     async def unknown(self: AsyncSmsOnlineClient) -> Any:
-        raise UnknownCodeError("the server answered NO_ACTIVE_ONES", code="NO_ACTIVE_ONES")
+        raise failure
 
     monkeypatch.setattr(AsyncSmsOnlineClient, "get_active_activations", unknown)
     first, second = buy(sandbox, 2)

@@ -187,6 +187,17 @@ class ActiveList:
             self._warn(error)
             self._publish(Round(number, started, None, error))
             return
+        except Exception as error:  # never the client's (it raises SmsOnlineError): the waits ask getStatus
+            self._refused_at = started
+            log.warning(
+                "getActiveActivations for %d activation wait(s) failed (%s); each wait asks getStatus "
+                "on its own, and the list is asked again in %g s",
+                len(self._waits),
+                type(error).__name__,
+                REFUSED_PAUSE,
+            )
+            self._publish(Round(number, started, None))
+            return
         self._failures = 0
         self._refused_at = None
         self._publish(Round(number, started, {row.id: row.codes for row in rows}))
