@@ -330,3 +330,21 @@ def test_the_async_client_reads_each_active_activations_codes(sandbox: Sandbox) 
     assert asyncio.run(main()) == {first: (), second: ("9999",)}
     body = json.loads(json.dumps(sandbox.state()["activations"]))
     assert {a["id"] for a in body} == {first, second}
+
+
+def test_a_wait_cancelled_as_a_round_comes_is_cancelled_not_left_running() -> None:
+    # The triggerer cancels a trigger (its task was cleared, its deferral timed out) at any moment,
+    # also the very moment the account's round comes: the wait must end, not carry on waiting.
+    from airflow_provider_smsonline.triggers._active_list import ActiveList, Round
+
+    async def main() -> list[object]:
+        shared = ActiveList(client=None)  # type: ignore[arg-type]  # no round is asked here
+        waits = [asyncio.create_task(shared.next_round(0, 0.0, 5.0)) for _ in range(20)]
+        await asyncio.sleep(0.05)  # all waiting for the round
+        shared._publish(Round(1, 0.0, {}))
+        for wait in waits:
+            wait.cancel()
+        return await asyncio.gather(*waits, return_exceptions=True)
+
+    outcomes = asyncio.run(asyncio.wait_for(main(), 10))
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes

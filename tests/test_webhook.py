@@ -711,7 +711,7 @@ def test_two_writers_on_airflows_metadata_db_lose_no_hint(tmp_path: Any) -> None
         "for n in range(first, first + 40):\n"
         "    for attempt in range(5):\n"
         "        try:\n"
-        "            store.add([n], time.time()); break\n"
+        "            store.add([('r', n)], time.time()); break\n"
         "        except Exception:\n"
         "            time.sleep(0.05)\n"
         "    else:\n"
@@ -732,4 +732,4 @@ def test_two_writers_on_airflows_metadata_db_lose_no_hint(tmp_path: Any) -> None
     done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=120)
     seq, hints = decode_hints(json.loads(done.stdout.strip().splitlines()[-1]))
     assert seq == 80 and sorted(h.seq for h in hints) == list(range(1, 81))
-    assert sorted(h.rent_id for h in hints) == [*range(40), *range(1000, 1040)]
+    assert sorted(h.id for h in hints) == [*range(40), *range(1000, 1040)]

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -139,11 +138,7 @@ class ActiveList:
         deadline = loop.time() + timeout
         while (found := self.fresh(after, not_before)) is None:
             left = deadline - loop.time()
-            if left <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self._published.wait(), left)
-            except asyncio.TimeoutError:
+            if left <= 0 or not await _set_within(self._published, left):
                 return None
         return found
 
@@ -168,8 +163,7 @@ class ActiveList:
             self._wake.clear()  # before the due time is read: a hurry from now on wakes the wait
             left = self._due(loop.time()) - loop.time()
             if left > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
+                await _set_within(self._wake, left)
                 continue  # a hurry or a new wait may have moved the next round
             self._hurried = False
             await self._round(loop.time())
@@ -221,6 +215,18 @@ class ActiveList:
         log.warning(
             "getActiveActivations for %d activation wait(s) failed: %s; %s", len(self._waits), error, then
         )
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds``. Not ``asyncio.wait_for``: on Python 3.10 and
+    3.11 it can swallow the cancellation of the waiting task when the event is set at that very
+    moment, and a trigger the triggerer cancels would then wait on."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
+    return event.is_set()
 
 
 # ----------------------------------------------------------------------------- one per account
