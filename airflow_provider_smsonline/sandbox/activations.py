@@ -72,7 +72,7 @@ class ActivationRecord:
     status: str = "waiting"  # waiting, code, retry, completed, cancelled, expired
     codes: list[tuple[str, str]] = field(default_factory=list)
     refunded: bool = False
-    polls: int = 0
+    polls: int = 0  # looks at it: getStatus, getStatusV2, and each getActiveActivations listing it
     ref: str | None = None
     activation_type: int | None = None
 
@@ -310,6 +310,7 @@ class ActivationActions:
             _refresh(books, record, now)
             if record.status not in _LISTED_STATUS:
                 continue
+            record.polls += 1  # the client looked at it, as a getStatus would
             rows.append(
                 {
                     "activationId": str(record.id),
