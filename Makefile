@@ -98,6 +98,7 @@ faults-big: $(STAMP)
 ## bench: the benchmarks of docs/benchmarks.rst (~8 min; fetches providers-http for the comparisons into a
 ## directory outside the venv); exits 1 when a target is missed
 bench: $(STAMP)
+	scripts/ensure_services.sh
 	$(BIN)/python benchmarks/run.py
 
 ## chromium: install Debian's chromium for the browser test when possible (root + apt-get)

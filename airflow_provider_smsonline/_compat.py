@@ -12,6 +12,7 @@ try:
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
         TaskDeferred,
     )
 except ImportError:  # Airflow 3.1
@@ -19,6 +20,7 @@ except ImportError:  # Airflow 3.1
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
         TaskDeferred,
     )
 
@@ -31,6 +33,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "TaskDeferred",
     "aget_connection",
     "conf",

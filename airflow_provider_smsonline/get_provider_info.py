@@ -168,6 +168,25 @@ def get_provider_info() -> dict[str, Any]:
                         "default": None,
                         "sensitive": True,
                     },
+                    "charge_lease": {
+                        "description": "Charging calls on one SMS.online account take turns across "
+                        "workers (a lease in an Airflow Variable, taken just before each charging call and "
+                        "given back when its outcome is known), so that answers lost together never leave "
+                        "task instances a person must sort out. False: charge without turns (the charge "
+                        "ledger still never pays twice).",
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "charge_lease_wait": {
+                        "description": "Seconds a charging task waits for its account's turn before it "
+                        "fails, charging nothing (a retryable failure: the task's retries apply).",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "300",
+                        "default": "120",
+                    },
                 },
             }
         },

@@ -101,10 +101,13 @@ class LocalAirflow:
         return env
 
     def use_sandbox(self, sandbox: Any, conn_id: str = "smsonline_default", **extra: Any) -> None:
-        """Point the connection ``conn_id`` at a running sandbox (through ``AIRFLOW_CONN_*``)."""
-        conn: dict[str, Any] = {"conn_type": "smsonline", "host": sandbox.url, "password": sandbox.api_key}
-        if extra:
-            conn["extra"] = extra
+        """Point the connection ``conn_id`` at a running sandbox (through ``AIRFLOW_CONN_*``): its
+        :meth:`~airflow_provider_smsonline.sandbox.Sandbox.connection`, whose ``server_timezone``
+        is the zone the sandbox writes its dates in, with ``extra`` added (or overriding)."""
+        conn = sandbox.connection()
+        conn["extra"] = {**conn.get("extra", {}), **extra}
+        if not conn["extra"]:
+            del conn["extra"]
         self.extra_env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

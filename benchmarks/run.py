@@ -10,7 +10,9 @@ poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000
 in one event loop), ``throughput`` (rentals per second), ``activation_waits``, ``activation_scale``
 (200 and 2,000 activation waits on one account: API calls a second, code-to-event delay by poll
 and by push), ``push`` (webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer
-CPU and DB reads) and ``history`` (getRentHistory as the safety net of 10,000 kept rentals).
+CPU and DB reads), ``lease`` (rentals per second on one account through real Airflow tasks with
+charging turns, without them, and with a pool of one slot) and ``history`` (getRentHistory as
+the safety net of 10,000 kept rentals).
 providers-http (and httpx, should Airflow not have brought it) are installed for the comparisons
 when missing, into a directory of their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
@@ -36,6 +38,7 @@ from benchmarks import (  # noqa: E402
     activation_wait,
     call_overhead,
     history_scan,
+    lease,
     parse_cost,
     poll_cost,
     push,
@@ -53,6 +56,7 @@ BENCHMARKS = {
     "activation_waits": activation_wait.run,
     "activation_scale": activation_scale.run,
     "push": push.run,
+    "lease": lease.run,
     "history": history_scan.run,
 }
 

@@ -26,9 +26,9 @@ def main() -> int:
     with Sandbox(host="127.0.0.1", port=0) as sandbox:
         print(f"SMS.online sandbox listening on {sandbox.url}")
         airflow = LocalAirflow(home=args.home, dags_folder=ROOT / "example_dags")
-        # SMS.online's dates carry no zone; the connection names the server's (the sandbox writes
-        # UTC+3, as SMS.online's peers do), so that end_date reads right.
-        airflow.use_sandbox(sandbox, server_timezone="Etc/GMT-3")
+        # SMS.online's dates carry no zone; the sandbox's connection names the zone it writes them
+        # in (UTC+3, as SMS.online's peers do), so that end_date reads right.
+        airflow.use_sandbox(sandbox)
         # The demo asks the sandbox itself through the same connection, with documented actions:
         # the balance (getBalance) before and after, and the rental's price as getRentList lists it.
         os.environ.update({k: v for k, v in airflow.extra_env.items() if k.startswith("AIRFLOW_CONN_")})

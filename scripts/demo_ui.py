@@ -300,7 +300,7 @@ def main() -> int:
                     "--conn-password",
                     "sandbox",
                     "--conn-extra",
-                    json.dumps({"server_timezone": "Etc/GMT-3"}),
+                    json.dumps(sandbox.connection()["extra"]),
                 ],
                 env=env,
                 capture_output=True,

@@ -108,6 +108,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.airflow_server starts the API server
 
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered, Sandbox  # noqa: E402
+from airflow_provider_smsonline.sandbox.readings import CHOICES, STRICTEST  # noqa: E402
 
 #: The canary API key, the same as tests/conftest.py's: '+', '/' and '=' change under URL encoding.
 CANARY_KEY = "cAnAry+key/with=PADDING=="
@@ -142,6 +143,20 @@ class Options:
     renewals: int | None = None
     home: Path = ROOT / ".airflow_home" / "fault-run"
     json_path: Path | None = None
+    #: The sandbox's reading of getRentList's page (``id-one``: the strictest, by default).
+    rent_list: str = STRICTEST.rent_list
+    #: The first ``burst`` getRentNumber calls all lose their answers after charging (an incident
+    #: taking every call in flight), before the random faults.
+    burst: int = 0
+    #: Charging calls on the account take turns (``[smsonline] charge_lease``).
+    lease: bool = True
+    #: Every task instance must succeed (no ambiguity, no exhausted retries).
+    require_success: bool = False
+    #: Charging task instances in an Airflow pool of this many slots (0: none).
+    pool: int = 0
+    #: Seconds every getRentNumber answer takes, when there are no random faults (a realistic
+    #: answer time for throughput figures).
+    answer_time: float = 0.0
 
 
 @dataclass
@@ -233,10 +248,13 @@ class Report:
             and not self.renew_other_states
         )
 
+    require_success: bool = False
+
     @property
     def ok(self) -> bool:
-        """Whether the run proves what it must."""
-        return self.complete and not any(self.must_be_zero.values())
+        """Whether the run proves what it must (with ``require_success``: no task instance failed)."""
+        failed = self.failed + self.renew_failed if self.require_success else 0
+        return self.complete and not any(self.must_be_zero.values()) and not failed
 
 
 # ----------------------------------------------------------------------------- worker kills
@@ -448,12 +466,28 @@ def fault_sandbox(
         after_answer=after_answer,
         documented_only=True,
         utc_offset=SANDBOX_UTC_OFFSET,
+        readings={"rent_list": options.rent_list},
     )
     delays = {"slow": options.slow, "timeout_after_commit": options.hold}
     sandbox.set_random_faults(
         "getRentNumber", rate=options.fault_rate, modes=FAULT_MODES, seed=options.seed, delays=delays
     )
+    if options.answer_time and not options.fault_rate:
+        sandbox.set_random_faults(
+            "getRentNumber", rate=1.0, modes=["slow"], delays={"slow": options.answer_time}
+        )
+    if options.burst:  # queued faults apply before the random plan
+        sandbox.inject_fault("getRentNumber", "timeout_after_commit", count=options.burst, delay=options.hold)
     return sandbox, delays
+
+
+#: The pool of the account's charging task instances, with ``--pool N`` (N slots).
+POOL = "smsonline_account"
+
+
+def lease_env(options: Options) -> dict[str, str]:
+    """The charging lease's setting for every Airflow process of the run."""
+    return {"AIRFLOW__SMSONLINE__CHARGE_LEASE": str(options.lease)}
 
 
 def run(options: Options) -> Report:
@@ -461,6 +495,7 @@ def run(options: Options) -> Report:
     from tests.airflow_server import AirflowServer
 
     report = Report(options.tasks, options.fault_rate, options.seed, options.parallelism)
+    report.require_success = options.require_success
     report.kills_requested = options.kills
     began = time.monotonic()
     home = options.home.resolve()
@@ -488,6 +523,8 @@ def run(options: Options) -> Report:
         "SMSONLINE_FAULT_TASKS": str(options.tasks),
         "SMSONLINE_FAULT_RETRIES": str(options.retries),
         "SMSONLINE_FAULT_RENEWALS": str(_renewals(options)),
+        "SMSONLINE_FAULT_POOL": POOL if options.pool else "",
+        **lease_env(options),
     }
     output = ""
     with sandbox:
@@ -496,6 +533,10 @@ def run(options: Options) -> Report:
         server.local.use_sandbox(sandbox, timeout=options.timeout, read_retries=2, retry_backoff=0)
         with server:
             server.local.extra_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = server.url + "/execution/"
+            if options.pool:
+                done = server.local.airflow("pools", "set", POOL, str(options.pool), "one SMS.online account")
+                if done.returncode != 0:
+                    raise RuntimeError(f"airflow pools set failed: {done.stderr[-2000:]}")
             report.elapsed_startup_s = round(time.monotonic() - began, 1)
             started = time.monotonic()
             command = [
@@ -823,6 +864,8 @@ def print_table(report: Report, options: Options) -> None:
         ("  tries in all", str(report.tries_total)),
         ("  failures by kind", json.dumps(report.failure_kinds) if report.failure_kinds else "none"),
         ("dag run", str(report.run_state)),
+        ("charging turns (the lease)", "on" if options.lease else "off"),
+        ("getRentNumber answers lost together first", str(options.burst)),
         ("rentals charged", str(report.rentals_charged)),
         ("rentals cancelled (refunded)", str(report.rentals_cancelled)),
         ("rentals held by a successful XCom", str(report.rentals_held)),
@@ -902,6 +945,32 @@ def print_table(report: Report, options: Options) -> None:
     print("RESULT:", "OK" if report.ok else "FAILED")
 
 
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both fault runs (this one and the Celery one) take beyond their shapes."""
+    parser.add_argument(
+        "--rent-list",
+        choices=CHOICES["rent_list"],
+        default=STRICTEST.rent_list,
+        help="the sandbox's reading of getRentList's page (default: the strictest, id-one)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="the first N getRentNumber calls all lose their answers after charging (an incident)",
+    )
+    parser.add_argument(
+        "--no-lease",
+        dest="lease",
+        action="store_false",
+        help="charge without turns ([smsonline] charge_lease = False)",
+    )
+    parser.add_argument(
+        "--require-success", action="store_true", help="fail the run if any task instance failed"
+    )
+    parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
+
+
 def parse_args(argv: list[str] | None) -> Options:
     """Options from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -921,6 +990,10 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--home", type=Path, default=Options.home, help="AIRFLOW_HOME (wiped first)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--answer-time", type=float, default=0.0, help="seconds each getRentNumber answer takes (no faults)"
+    )
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.renewals is not None and not 0 <= args.renewals <= args.tasks:
         parser.error("--renewals must be from 0 to --tasks")

@@ -79,8 +79,7 @@ from fault_run import (  # noqa: E402
 from airflow_provider_smsonline.sandbox import FAULT_MODES, Answered  # noqa: E402
 
 ACTIVATE_TASK_ID = "activate"
-#: The pool of the account's charging task instances, with ``--pool N`` (N slots).
-POOL = "smsonline_account"
+POOL = fault_run.POOL
 #: What the ledger logs when a failure is ambiguous (the reason follows "lost and").
 AMBIGUOUS = re.compile(r"ChargeAmbiguousError|AirflowFailException")
 
@@ -96,8 +95,9 @@ class CeleryOptions(Options):
     activations: int = 0
     activation_kills: int = 2
     heartbeat_timeout: int = 30
-    pool: int = 0
     keep: bool = False
+    #: Crash a worker mid-run (off for throughput figures).
+    crash: bool = True
 
 
 @dataclass
@@ -393,6 +393,7 @@ def airflow_env(options: CeleryOptions, db_url: str, broker: str, home: Path) ->
         "SMSONLINE_FAULT_RENEWALS": str(fault_run._renewals(options)),
         "SMSONLINE_FAULT_ACTIVATIONS": str(options.activations),
         "SMSONLINE_FAULT_POOL": POOL if options.pool else "",
+        **fault_run.lease_env(options),
     }
 
 
@@ -407,6 +408,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
     from tests.airflow_server import AirflowServer
 
     report = Report(options.tasks, options.fault_rate, options.seed, options.workers * options.slots)
+    report.require_success = options.require_success
     report.kills_requested = options.kills
     extra = Extra()
     began = time.monotonic()
@@ -487,7 +489,7 @@ def run(options: CeleryOptions) -> tuple[Report, Extra]:
                 crashed = threading.Event()
 
                 def on_clean_answer(count: int, owner: int | None) -> None:
-                    if count < kill_at or crashed.is_set() or owner is None:
+                    if not options.crash or count < kill_at or crashed.is_set() or owner is None:
                         return
                     root = killer.root_of(owner)
                     name = next((n for n, pid in workers.items() if pid == root), None)
@@ -678,25 +680,31 @@ def print_extra(report: Report, extra: Extra, options: CeleryOptions) -> bool:
     for detail in extra.activation_details:
         print(f"  ! {detail}")
     ok = (
-        bool(extra.worker_killed)
-        and extra.worker_restarted
+        ((bool(extra.worker_killed) and extra.worker_restarted) or not options.crash)
         and not extra.double_activations
         and not extra.unaccounted_activations
         and extra.activation_task_instances == options.activations
         and extra.activation_succeeded + extra.activation_failed == options.activations
+        and not (options.require_success and extra.activation_failed)
     )
-    if not extra.worker_killed:
+    if not extra.worker_killed and options.crash:
         print("  ! no worker was crashed")
     # The run must have met what it claims to: every fault mode, a task kill, a recovery.
+    random = options.fault_rate > 0  # a run of --burst alone faults no other way
     met = {
         "every fault mode injected into getRentNumber": all(
             report.faults_injected.get(m) for m in FAULT_MODES
-        ),
+        )
+        or not random,
+        "the burst's answers lost": report.faults_injected.get("timeout_after_commit", 0) >= options.burst,
         "a task process SIGKILLed after an answer": report.kills_performed >= 1,
         "a rental recovered by reconciliation": report.recovered_by_reconciliation >= 1,
         "renewals faulted": sum(report.renewal_faults_injected.values()) >= 1
-        or not report.renewals_requested,
-        "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1 or not options.activations,
+        or not report.renewals_requested
+        or not random,
+        "getNumber faulted": sum(extra.activation_faults_injected.values()) >= 1
+        or not options.activations
+        or not random,
         "a task process SIGKILLed after a getNumber answer": extra.activation_kills >= 1
         or options.activations < 4
         or not options.activation_kills,
@@ -725,9 +733,10 @@ def parse_args(argv: list[str] | None) -> CeleryOptions:
     parser.add_argument("--activations", type=int, default=0, help="ActivateNumberOperator task instances")
     parser.add_argument("--activation-kills", type=int, default=2, help="kills after a getNumber answer")
     parser.add_argument("--heartbeat-timeout", type=int, default=30)
-    parser.add_argument("--pool", type=int, default=0, help="charging tasks pool slots (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--no-crash", dest="crash", action="store_false", help="crash no worker")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
+    fault_run.add_common_arguments(parser)
     args = parser.parse_args(argv)
     return CeleryOptions(**vars(args), parallelism=args.workers * args.slots)
 

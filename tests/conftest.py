@@ -41,6 +41,16 @@ def connection_env(host: str = MOCK_ENDPOINT, password: str = CANARY_KEY, **extr
     return json.dumps(conn)
 
 
+@pytest.fixture(autouse=True)
+def _quick_charging_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The charging lease's settle time, shortened in this process (tests/test_ledger_lease.py
+    tests the mechanism; real Airflow runs keep the production value)."""
+    from airflow_provider_smsonline.ledger import lease
+
+    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.02)
+    monkeypatch.setattr(lease, "POLL_SECONDS", 0.01)
+
+
 @pytest.fixture
 def smsonline_conn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``smsonline_default`` pointing at MOCK_ENDPOINT with the canary key, reads not retried."""

@@ -253,15 +253,29 @@ def test_a_lost_answer_is_adopted_from_get_active_activations(rich: Sandbox, ti:
     assert requests_of(rich, "getNumber") == 1
 
 
-def test_a_lost_answer_with_a_masked_number_fails_naming_the_activation(
+def test_a_lost_answer_is_adopted_with_its_number_from_get_history(
     sandbox: Sandbox, ti: FakeTaskInstance
 ) -> None:
+    # getActiveActivations masks the number (as its page's sample does); getHistory lists it whole.
+    sandbox.inject_fault("getNumber", "reset_after_commit")
+    result = ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(task_context(ti))
+    (bought,) = activations(sandbox)
+    assert result == {"id": bought["id"], "number": bought["number"]}
+    again = ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(task_context(ti))
+    assert again == result and requests_of(sandbox, "getNumber") == 1  # a retry reuses it
+
+
+def test_a_lost_answer_whose_number_no_page_shows_fails_naming_the_activation(
+    sandbox: Sandbox, ti: FakeTaskInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SmsOnlineHook, "get_activation_history", lambda self, start, end=None: [])
     sandbox.inject_fault("getNumber", "reset_after_commit")
     with pytest.raises(AirflowFailException) as caught:
         ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(task_context(ti))
     (bought,) = activations(sandbox)
     message = str(caught.value)
-    assert str(bought["id"]) in message and "20 minutes" in message and "not retrying" in message
+    assert str(bought["id"]) in message and "masked" in message and "20 minutes" in message
+    assert "not retrying" in message
     with pytest.raises(AirflowFailException):  # a retry still buys nothing
         ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(task_context(ti))
     assert requests_of(sandbox, "getNumber") == 1
@@ -633,8 +647,8 @@ def test_the_key_never_reaches_logs_errors_or_xcom(
     sandbox: Sandbox, ti: FakeTaskInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    sandbox.inject_fault("getNumber", "reset_after_commit")
-    with pytest.raises(AirflowFailException) as caught:
+    sandbox.inject_fault("getNumber", "http_500")
+    with pytest.raises(OutcomeUnknownError) as caught:
         ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(task_context(ti))
     ti2 = FakeTaskInstance(task_id="activate2")
     ActivateNumberOperator(task_id="activate2", service="tg", country=0).execute(task_context(ti2))

@@ -228,6 +228,30 @@ def test_bad_argument_fails_at_dag_parse_naming_the_field(
         make()
 
 
+def test_a_bad_argument_at_dag_parse_names_the_task_and_the_dag_files_line() -> None:
+    # In a DAG of several rent tasks the error says which one, and where the DAG file made it:
+    # the DAG processor stores only the last frames of the traceback, which are the provider's.
+    from airflow.sdk import DAG
+
+    with DAG("my_otp", schedule=None):
+        RentNumberOperator(task_id="rent_tg", service="tg", country=0, rent_time=4)
+        with pytest.raises(ValueError) as raised:
+            RentNumberOperator(task_id="rent_wa", service="wa", country=0, rent_time=5)
+        line = raised.tb.tb_lineno
+        with pytest.raises(ValueError) as sensor_raised:
+            RentSmsSensor(task_id="wait_wa", rent_id=1, poll_interval=0)
+        with pytest.raises(ValueError) as partial_raised:
+            RentNumberOperator.partial(task_id="rent_many", service="", country=0)
+
+    assert str(raised.value) == (
+        "rent_wa: rent_time must be one of 4, 8, 12, 24, 72, 168, 360, 720, 2160 (hours), got 5 "
+        f"(test_bad_input.py, line {line})"
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert str(sensor_raised.value).startswith("wait_wa: poll_interval must be a positive number")
+    assert str(partial_raised.value).startswith("rent_many: service must be a non-empty string")
+
+
 @pytest.mark.parametrize(("label", "cls", "given", "mapped", "message"), MAPPED, ids=[c[0] for c in MAPPED])
 def test_bad_mapped_value_fails_its_mapped_task_without_retry(
     label: str, cls: type[Any], given: dict[str, Any], mapped: dict[str, Any], message: str

@@ -125,7 +125,7 @@ def test_verification_code_dag_defers_until_the_sms_and_finishes_the_rental(
         while time.monotonic() < deadline and not delivered:
             state = sandbox.state()
             new = [int(r["id"]) for r in state["rentals"] if int(r["id"]) not in known]
-            # Deliver once the wait has polled: only SMS after the sensor's start count.
+            # Deliver once the wait has polled: a code that arrives while the sensor waits.
             if new and state["polls"].get(str(new[0]), 0) >= 1:
                 sandbox.deliver_sms(
                     new[0], text="Your code is 482913. Do not share it.", phone_from="Telegram"

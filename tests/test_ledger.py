@@ -329,7 +329,11 @@ def test_record_names_separate_runs_and_map_indexes_and_fit_a_variable_key() -> 
     assert len(names) == 4
     longest = TaskRun("d" * 250, "t" * 250, 99999, "r" * 250)
     assert len(longest.record_key) <= MAX_KEY_LENGTH and len(longest.index_key) <= MAX_KEY_LENGTH
-    assert TaskRun("my_dag", "rent", 3, "r").record_key.startswith("smsonline_charge__my-dag.rent.3__")
+    # The DAG's and the task's ids as written: searching Variables for "my_otp" finds the record.
+    assert TaskRun("my_otp", "rent_code", 3, "r").record_key.startswith(
+        "smsonline_charge__my_otp.rent_code.3__"
+    )
+    assert TaskRun("a b/c", "t", -1, "r").record_key.startswith("smsonline_charge__a-b-c.t__")
 
 
 def test_a_task_instance_without_a_map_index_is_named_as_unmapped() -> None:
@@ -377,7 +381,7 @@ class FakeAccount:
         self.charges = 0
         self.lock = threading.Lock()
         self.config = SimpleNamespace(
-            endpoint=MOCK_ENDPOINT, api_key=CANARY_KEY, timeout=1.0, connect_timeout=0.5
+            endpoint=MOCK_ENDPOINT, api_key=CANARY_KEY, timeout=1.0, connect_timeout=0.5, read_retries=0
         )
 
     def get_rent_list(self, rent_id: int | None = None) -> list[RentListEntry]:

@@ -118,7 +118,8 @@ def test_a_record_of_an_older_release_without_the_arguments_is_served_as_before(
 def test_an_activation_of_a_lost_worker_is_looked_for_as_its_try_asked(sandbox: Sandbox) -> None:
     # A try wrote its pending record for "tg", bought, and its worker was lost before the answer
     # was recorded. The next try asks for "wa": it looks for what the record asked for, finds the
-    # activation and names it (its number is masked, as documented), and buys nothing.
+    # activation (its number, masked in getActiveActivations as documented, read from getHistory),
+    # refuses to serve it as the "wa" one, names it, and buys nothing.
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
     from airflow_provider_smsonline.ledger import ChargeLedger
     from airflow_provider_smsonline.ledger.records import ActivationPending, activation_to_json, asked_of
@@ -138,7 +139,7 @@ def test_an_activation_of_a_lost_worker_is_looked_for_as_its_try_asked(sandbox: 
     with SmsOnlineHook() as hook:
         bought = hook.get_number("tg", 0)
 
-    with pytest.raises(AirflowFailException, match=rf"activation\(s\) \[{bought.id}\]"):
+    with pytest.raises(AirflowFailException, match=rf"already paid for activation {bought.id} in this run"):
         ActivateNumberOperator(task_id="activate", service="wa", country=0).execute(context)
     assert [a["id"] for a in sandbox.state()["activations"]] == [bought.id]  # nothing bought for "wa"
 

@@ -3,6 +3,7 @@
 # reuses, adopts, pays, waits or fails as ambiguous.
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
@@ -51,7 +52,8 @@ def renew(*snapshot: Listed, rental: int = 1049, rent_time: int = 24) -> Pending
 
 
 def row(rental_id: int, hours: int | None = 4, phone: str | None = None) -> Listed:
-    return Listed(id=rental_id, phone=phone or f"7999{rental_id:07d}", hours=hours)
+    number = phone or f"7999{rental_id:07d}"
+    return Listed(id=rental_id, phone=number, hours=hours, number=number)
 
 
 def rival(seconds_ago: float, window: float = 10.0, looked: bool = False) -> Intent:
@@ -247,7 +249,8 @@ def test_only_the_documented_fields_of_a_list_row_are_kept() -> None:
         hours=4,
         extra=MappingProxyType({"endDate": "2099-01-01 00:00:00", "service": "tg"}),
     )
-    assert Listed.of(entry) == Listed(id=1049, phone="79990001049", hours=4)
+    kept = Listed.of(entry, lambda number: f"digest of {number}")
+    assert kept == Listed(id=1049, phone="digest of 79990001049", hours=4, number="79990001049")
 
 
 @pytest.mark.parametrize(
@@ -261,6 +264,8 @@ def test_only_the_documented_fields_of_a_list_row_are_kept() -> None:
     ids=["pending", "renewal", "done", "done-renewal"],
 )
 def test_records_survive_their_json_form(record: Pending | Done) -> None:
+    if isinstance(record, Done):  # a number is never written: a retry reads it from getRentList
+        record = replace(record, rental=replace(record.rental, number=""))
     assert record_from_json(record_to_json(record, task=["d", "t", -1, "r"], at=NOW)) == record
 
 

@@ -161,7 +161,7 @@ ANSWERS: dict[str, tuple[Behaviour, str, str]] = {
     "BANNED with a date": (reply("BANNED:'2025-12-31 23:59:59'"), "BannedError", "2025-12-31"),
     "ERROR_SQL": (reply("ERROR_SQL"), "ServerError", ""),
     "RENT_DIE": (reply('{"status": "error", "message": "RENT_DIE"}'), "RentalExpiredError", ""),
-    "NO_ID_RENT": (reply("NO_ID_RENT"), "RentalNotFoundError", ""),
+    "NO_ID_RENT": (reply("NO_ID_RENT"), "RentalNotFoundError", "no rental with this id (sent id='7')"),
     "unknown code": (reply("SOMETHING_NEW"), "UnknownCodeError", "SOMETHING_NEW"),
     "echoed key, WRONG_KEY": (reply(f"WRONG_KEY:{CANARY_KEY}"), "UnknownCodeError", "***"),
     "echoed key, BANNED": (reply(f"BANNED:{CANARY_KEY}"), "BannedError", "***"),

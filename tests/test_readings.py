@@ -320,6 +320,27 @@ def test_a_history_snapshot_that_lacks_a_rental_never_proves_it_began_after_the_
     assert isinstance(decision, Adopt) and decision.rental.id == 2002
 
 
+def test_a_history_snapshot_of_a_call_soon_after_ours_proves_a_rental_absent_from_it_is_not_ours() -> None:
+    # A rival call a minute after ours (its window reaches an hour back: it covers our call) read
+    # getRentHistory holding our rental 2002 but not 3003: 3003 began after it, so it is not ours.
+    record = _history_record()
+    rival = Intent(
+        owner="smsonline_charge__other",
+        started=record.started + timedelta(minutes=1),
+        until=record.started + timedelta(minutes=1, seconds=10),
+        snapshot=frozenset({1500, 2002}),
+        listing=HISTORY,
+    )
+    listed = (Listed(1500, "79995550000"), Listed(2002, "79991112233", 4), Listed(3003, "79994445566", 4))
+    decision = decide(
+        record,
+        listed,
+        Survey(rivals=(rival,), claimed=frozenset()),
+        now=record.started + timedelta(minutes=5),
+    )
+    assert isinstance(decision, Adopt) and decision.rental.id == 2002
+
+
 @pytest.mark.parametrize(("ours", "rival_listing"), [(HISTORY, HISTORY), (HISTORY, LIST), (LIST, HISTORY)])
 def test_a_rival_is_never_taken_as_used_up_by_a_rental_a_history_snapshot_holds(
     ours: str, rival_listing: str
@@ -497,3 +518,55 @@ def test_a_bad_ref_or_activation_type_is_refused_at_parse_naming_it(
 ) -> None:
     with pytest.raises(ValueError, match=f"{field} {allowed}.*got {value!r}"):
         ActivateNumberOperator(task_id="activate", service="tg", country=0, **{field: value})
+
+
+# ----------------------------------------------------------------------------- who paid
+
+
+def test_owner_of_names_the_task_instance_and_run_that_paid_for_a_rental_or_an_activation(
+    on_reading: Any, memory_variables: dict[str, object]
+) -> None:
+    from airflow_provider_smsonline.ledger import VariableStore, account_of
+    from airflow_provider_smsonline.ledger.owner import owner_of
+
+    on_reading()
+    rented = RentNumberOperator(task_id="rent", service="tg", country=0).execute(try_of("rent"))
+    bought = ActivateNumberOperator(task_id="activate", service="tg", country=0).execute(try_of("activate"))
+    with SmsOnlineHook() as hook:
+        account = account_of(hook)
+        by_hand = hook.get_rent_number("wa", 0).id
+    store = VariableStore()
+    assert owner_of(store, account, rented["id"]) == TaskRun(
+        "smsonline_dag", "rent", -1, "manual__2025-01-01"
+    )
+    assert owner_of(store, account, bought["id"], activation=True) == TaskRun(
+        "smsonline_dag", "activate", -1, "manual__2025-01-01"
+    )
+    assert owner_of(store, account, by_hand) is None
+
+
+# ----------------------------------------------------------------------------- a real DAG run
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.parametrize("reading", ID_READINGS)
+def test_a_dag_rents_once_through_a_lost_answer_where_get_rent_list_wants_an_id(
+    tmp_path: Any, reading: str
+) -> None:
+    from pathlib import Path
+
+    from airflow_provider_smsonline.testing import LocalAirflow
+
+    examples = Path(__file__).resolve().parent.parent / "example_dags"
+    with Sandbox(port=0, api_key=CANARY_KEY, readings={"rent_list": reading}) as sandbox:
+        sandbox.inject_fault("getRentNumber", "reset_after_commit")  # charged, then the answer is lost
+        airflow = LocalAirflow(home=tmp_path / "airflow", dags_folder=examples)
+        airflow.use_sandbox(sandbox)
+        run = airflow.dags_test("smsonline_rent_manual", conf={"service": "tg", "country": 0, "rent_time": 4})
+        state = sandbox.state()
+    assert run.state == "success", run.output[-3000:]
+    rent = run.task("rent")
+    assert [c["rental_id"] for c in state["charges"]] == [rent.xcoms["id"]]  # adopted, paid once
+    assert rent.try_number == 1 and "Recovered rental" in run.output
+    assert state["requests"]["getRentHistory"] >= 2  # the snapshot and the look read the history

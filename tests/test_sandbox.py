@@ -594,7 +594,7 @@ BAD_INPUTS: list[dict[str, Any]] = [
     {"action": "getRentNumber", "service": "t\x00g", "country": "0"},
     {"action": "getRentNumber", "service": "тг", "country": "٣"},
     {"action": "getRentNumber", "service": "tg", "country": "0", "operator": "%%%"},
-    {"action": "getRentNumber", "service": "tg", "country": "0", "url": "javascript:alert(1)"},
+    {"action": "getRentNumber", "service": "tg", "country": "0", "uri": "javascript:alert(1)"},
     {"action": "getRentNumber", "service": "tg", "country": "0", "rent_time": "1e9"},
     {"action": "getRentStatus", "id": "1000", "page": "-1", "size": "x"},
     {"action": "getRentStatus", "id": "9" * 40},

@@ -174,6 +174,8 @@ def test_serialized_kwargs_hold_the_connection_id_and_never_the_key(smsonline_co
         ("poll_interval", {"poll_interval": 0}),
         ("jitter", {"jitter": 1.5}),
         ("timeout_at", {"timeout_at": "never"}),
+        ("passed_over", {"passed_over": "2025-05-10T12:00:00"}),
+        ("passed_over", {"passed_over": ["yesterday"]}),
     ],
 )
 def test_bad_trigger_arguments_raise_value_error_naming_the_field(field: str, kwargs: dict[str, Any]) -> None:
@@ -330,6 +332,51 @@ def test_yields_timeout_once_timeout_at_has_passed(use_server: Callable, sleeps:
     payload = wait_with(sequence((200, "STATUS_WAIT_CODE")), use_server, timeout_at=gave_up.isoformat())
 
     assert payload["status"] == "timeout" and payload["code"] == "timeout"
+
+
+def test_a_timeout_says_how_many_sms_were_passed_over_as_older_than_the_run_and_how_to_count_them(
+    use_server: Callable, sleeps: list[float]
+) -> None:
+    gave_up = datetime.now(timezone.utc) - timedelta(seconds=1)
+    older = [SINCE - timedelta(minutes=2), SINCE - timedelta(minutes=9)]
+    payload = wait_with(
+        sequence((200, "STATUS_WAIT_CODE")),
+        use_server,
+        pattern=CODE_PATTERN,
+        seen=["0123456789abcdef"],
+        passed_over=[date.isoformat() for date in older],
+        timeout_at=gave_up.isoformat(),
+    )
+
+    assert payload["status"] == "timeout"
+    assert payload["message"].endswith(
+        "; 2 SMS matching the pattern were passed over as older than this DAG run (server dates "
+        "2025-05-10T11:58:00+00:00, 2025-05-10T11:51:00+00:00, read in the connection's "
+        "server_timezone); to count SMS from before the run, pass since, e.g. "
+        'since="2025-05-10T11:51:00+00:00" (if those dates look hours off, the connection\'s '
+        "server_timezone is not the server's zone)"
+    )
+
+
+def test_a_trigger_serialized_before_passed_over_existed_still_loads_and_waits(
+    use_server: Callable, sleeps: list[float]
+) -> None:
+    # What a deferred task of the previous release left in the triggerer's table.
+    old_kwargs = {
+        "rent_id": 7,
+        "smsonline_conn_id": "smsonline_default",
+        "pattern": CODE_PATTERN,
+        "since": None,
+        "end_date": None,
+        "seen": [],
+        "poll_interval": 3.0,
+        "jitter": 0.1,
+        "timeout_at": None,
+    }
+    trigger = RentSmsTrigger(**old_kwargs)
+    assert trigger.serialize()[1] == {**old_kwargs, "passed_over": None}
+    payload = wait_with(sequence((200, sms_body(("code: 4242", SINCE)))), use_server, **old_kwargs)
+    assert payload["code"] == "4242"
 
 
 def test_backs_off_exponentially_on_server_errors_then_succeeds(

@@ -87,7 +87,7 @@ def rent(sandbox: Sandbox, url: str | None = None) -> int:
         "country": 0,
     }
     if url:
-        params[sandbox.readings.webhook_param] = url  # the name this sandbox reads (uri by default)
+        params[sandbox.readings.webhook_param] = url
     with urllib.request.urlopen(f"{sandbox.url}?{urlencode(params)}", timeout=10) as answer:
         return int(json.loads(answer.read())["phone"]["id"])
 

@@ -585,7 +585,15 @@ print(plugin._built is not None, "airflow_provider_smsonline.webhook.receiver" i
 
 
 @pytest.mark.parametrize(
-    ("command", "built"), [("scheduler", False), ("triggerer", False), ("api-server", True)]
+    ("command", "built"),
+    [
+        ("scheduler", False),
+        ("triggerer", False),
+        ("dag-processor", False),
+        ("celery", False),
+        ("api-server", True),
+        ("plugins", True),  # it lists what plugins mount
+    ],
 )
 def test_the_receiver_is_built_by_the_api_server_only(tmp_path: Any, command: str, built: bool) -> None:
     from airflow_provider_smsonline.testing import LocalAirflow

@@ -27,7 +27,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
@@ -35,9 +37,11 @@ from airflow_provider_smsonline.ledger.charge import (
     WINDOW_MARGIN,
     ChargeAmbiguousError,
     account_of,
-    call_or_reconcile,
+    call_in_turn,
     check_asked,
+    turn_seconds,
 )
+from airflow_provider_smsonline.ledger.lease import charging_turn
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
     ActivationPending,
@@ -129,6 +133,29 @@ def buy_once(
         if found is not None:
             check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
+    ledger.prune_on_first_try(record)
+    # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
+    prepare = partial(_pending, hook, service, country, wants)
+    with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
+        lease, prepared = turn
+        pending = replace(prepared, until=_now() + timedelta(seconds=_window_of(hook)))
+        _write(ledger, pending)
+        look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+        activation, recovered = call_in_turn(lease, ledger, buy, look)
+        if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)
+            _done(ledger, account, activation, wants)
+    return activation, True
+
+
+def _window_of(hook: SmsOnlineHook) -> float:
+    return hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
+
+
+def _pending(
+    hook: SmsOnlineHook, service: str, country: int, wants: Asked | None, known: str | None = None
+) -> ActivationPending:
+    """The record written before getNumber: what getActiveActivations lists now (``known``: the
+    lease's hint on the rent family's listing, not used here)."""
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
     except SmsOnlineError as error:
@@ -137,26 +164,14 @@ def buy_once(
         log.warning("getActiveActivations is refused (%s): a lost answer could not be reconciled", error.code)
         snapshot = None
     started = _now()
-    window = hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
-    pending = ActivationPending(
+    return ActivationPending(
         started=started,
-        until=started + timedelta(seconds=window),
+        until=started + timedelta(seconds=_window_of(hook)),
         snapshot=snapshot,
         service=service,
         country=country,
         asked=wants,
     )
-    _write(ledger, pending)
-    ledger.prune_on_first_try(record)
-    activation, recovered = call_or_reconcile(
-        ledger,
-        buy,
-        lambda: _reconcile(ledger, hook, account, pending, lost_now=True),
-    )
-    if recovered:
-        return activation, True
-    _done(ledger, account, activation, wants)
-    return activation, True
 
 
 def _done(ledger: ChargeLedger, account: str, activation: Activation, asked: Asked | None) -> None:
@@ -183,7 +198,22 @@ def _reuse(ledger: ChargeLedger, hook: SmsOnlineHook, record: ActivationDone) ->
     log.warning(
         "This task instance already bought activation %s in an earlier try; reusing it.", activation.id
     )
+    if not activation.number:  # the record keeps no number: getHistory lists it
+        bought_at = record.at or _now()
+        activation = replace(activation, number=_number_in_history(hook, activation.id, bought_at) or "")
     return activation
+
+
+def _number_in_history(hook: SmsOnlineHook, activation_id: int, started: datetime) -> str | None:
+    """The number of ``activation_id`` as getHistory lists it (getActiveActivations' page masks
+    numbers), looked for around ``started``; ``None`` when it is not there unmasked."""
+    # the rent ledger's listing owns the history window: loaded on a lost answer only
+    from airflow_provider_smsonline.ledger.listing import HISTORY_MARGIN
+
+    now = max(_now(), started)
+    rows = hook.get_activation_history(started - HISTORY_MARGIN, now + HISTORY_MARGIN)
+    number = next((row.number for row in rows if row.id == activation_id), "")
+    return number if number.isdigit() else None
 
 
 def _reconcile(
@@ -222,9 +252,10 @@ def _reconcile(
     if len(rows) > 1:
         raise _unresolved(ledger, f"{len(rows)} new activations for {service!r} are listed", ids)
     (row,) = rows
-    if not row.number.isdigit():
+    number = row.number if row.number.isdigit() else _number_in_history(hook, row.id, record.started)
+    if number is None:
         raise _unresolved(ledger, "one new activation is listed, but its number is masked", ids)
-    activation = Activation(id=row.id, number=row.number, cost=row.cost)
+    activation = Activation(id=row.id, number=number, cost=row.cost)
     log.warning("Recovered activation %s whose answer was lost; nothing is bought again.", row.id)
     _done(ledger, account, activation, record.asked)
     return activation

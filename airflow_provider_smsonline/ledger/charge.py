@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_smsonline.exceptions import OutcomeUnknownError, SmsOnlineError
@@ -24,11 +25,13 @@ from airflow_provider_smsonline.ledger.decide import (
     decide,
 )
 from airflow_provider_smsonline.ledger.keys import account_id
+from airflow_provider_smsonline.ledger.lease import Lease, charging_turn
 from airflow_provider_smsonline.ledger.listing import (
     listed_now,
     listing_of,
     snapshot_for_renewal,
     snapshot_for_rent,
+    with_digests,
 )
 from airflow_provider_smsonline.ledger.records import (
     Asked,
@@ -155,33 +158,59 @@ def charge_once(
                 earlier = asked_of({**dict(earlier), "rent_id": existing_id})
             check_asked(ledger, earlier, wants, "rental", found.id)
             return found, False
-    started = _now()
-    if existing_id is None:
-        listing, snapshot = snapshot_for_rent(hook, started)
-    else:
-        listing, snapshot = snapshot_for_renewal(hook, existing_id)
-    pending = Pending(
-        started=started,
-        until=started + timedelta(seconds=_window(hook)),
-        snapshot=snapshot,
-        rent_time=rent_time,
-        renewing=existing_id,
-        intent=ledger.intent_key(account),
-        asked=wants,
-        listing=listing,
-    )
-    ledger.write(pending)
     ledger.prune_on_first_try(record)
-    rental, recovered = call_or_reconcile(
-        ledger, charge, lambda: _reconcile(ledger, hook, account, pending, lost_now=True)
-    )
-    if recovered:
-        return rental, True
-    # Noted first: it keeps other task instances' reconciliation off this rental.
-    ledger.answered(pending, rental.id)
+
+    def prepare(known: str | None) -> Pending:
+        """The pending record: the account's snapshot, read in the turn (``known``: how the
+        account's rentals were last read, as the lease says)."""
+        started = _now()
+        if existing_id is None:
+            listing, snapshot = snapshot_for_rent(hook, started, known=known)
+        else:
+            listing, snapshot = snapshot_for_renewal(hook, existing_id)
+        return Pending(
+            started=started,
+            until=started,  # set just before the call
+            snapshot=snapshot,
+            rent_time=rent_time,
+            renewing=existing_id,
+            intent=ledger.intent_key(account),
+            asked=wants,
+            listing=listing,
+        )
+
+    # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
+    with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
+        lease, prepared = turn
+        if lease is not None and existing_id is None:
+            lease.listing = prepared.listing  # for the next taker
+        pending = replace(prepared, until=_now() + timedelta(seconds=_window(hook)))
+        ledger.write(pending)
+        look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
+        rental, recovered = call_in_turn(lease, ledger, charge, look)
+        if recovered:
+            return rental, True
+        # Noted first, and still in the turn: it keeps other task instances' reconciliation
+        # off this rental, and a try killed before noting keeps the turn until its call's
+        # window closes, so that no later call overlaps it.
+        ledger.answered(pending, rental.id)
     claim = ledger.claim(account, rental.id) if rental.id != existing_id else None
     ledger.write(Done(rental=rental, renewing=existing_id, claim=claim, asked=wants))
     return rental, True
+
+
+def call_in_turn(
+    lease: Lease | None, ledger: ChargeLedger, call: Callable[[], T], reconcile: Callable[[], T | None]
+) -> tuple[T, bool]:
+    """:func:`call_or_reconcile` in a charging turn (``lease``; ``None`` when turns are off): a lost
+    answer that nothing explains yet keeps the lease until the call's window has closed (the call
+    may still be served till then); otherwise the turn ends when the caller's block does."""
+    try:
+        return call_or_reconcile(ledger, call, reconcile)
+    except OutcomeUnknownError:
+        if lease is not None:
+            lease.keep()
+        raise
 
 
 def call_or_reconcile(
@@ -206,6 +235,12 @@ def call_or_reconcile(
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def turn_seconds(hook: SmsOnlineHook) -> float:
+    """How long a charging turn's lease lasts: the snapshot's reads (each with its retries), the
+    call's window and the clocks' skew; a holder that dies frees it after that."""
+    return (hook.config.read_retries + 2) * _window(hook) + CLOCK_SKEW.total_seconds()
 
 
 def _window(hook: SmsOnlineHook) -> float:
@@ -237,13 +272,14 @@ def _reconcile(
     """Act on the record of an earlier try (or of this try's lost call): the rental found, or
     ``None`` when the call is to be made (again) or, after a lost answer, nothing showed yet."""
     listed: tuple[Listed, ...] | None
+    row: Listed | None = None
     if isinstance(record, Pending):
+        record = with_digests(record, hook)
         listed = listed_now(hook, record)
-    elif record.renewing is None:  # is the rental of an earlier try still active?
-        row = listing_of(hook, record.rental.id)
-        listed = (row,) if row is not None else ()
     else:
-        listed = None  # a finished renewal is reused whatever the list says
+        row = listing_of(hook, record.rental.id)  # is it still active, and its number
+        # a finished renewal is reused whatever the list says
+        listed = None if record.renewing is not None else ((row,) if row is not None else ())
     wanted: set[int] = set()
     if isinstance(record, Pending) and listed is not None:
         before = {row.id for row in record.snapshot}
@@ -261,6 +297,8 @@ def _reconcile(
         log.warning(
             "This task instance already paid for rental %s in an earlier try; reusing it.", decision.rental.id
         )
+        if not decision.rental.number and row is not None:  # the record keeps no number
+            return replace(decision.rental, number=row.number)
         return decision.rental
     if isinstance(decision, Pay):
         log.info("%s: charging now.", decision.reason.capitalize())

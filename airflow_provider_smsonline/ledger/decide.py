@@ -13,6 +13,9 @@ from airflow_provider_smsonline.protocol import Rental
 
 #: Hours assumed for a rental whose period neither the list nor the call gives.
 FALLBACK_HOURS = 4
+#: How long after our call a rival's getRentHistory snapshot still covers every rental our call can
+#: have made: half its window's reach before the call (ledger/listing.py ``HISTORY_MARGIN``, an hour).
+HISTORY_REACH = timedelta(minutes=30)
 #: How far two machines' clocks may differ: times another task instance wrote (on its own
 #: clock) are widened by this before they are compared with ours. Keep clocks in sync (NTP).
 CLOCK_SKEW = timedelta(seconds=5)
@@ -108,7 +111,7 @@ def _nothing(lost_now: bool, reason: str) -> Pay | NotYet:
 def _rental(row: Listed, record: Pending, hours: int | None) -> Rental:
     """A Rental for a row: it began after the record was written, so it ends no sooner than this."""
     period = hours or record.rent_time or FALLBACK_HOURS
-    return Rental(id=row.id, number=row.phone, end_date=record.started + timedelta(hours=period))
+    return Rental(id=row.id, number=row.number, end_date=record.started + timedelta(hours=period))
 
 
 def _new_rental(
@@ -136,15 +139,15 @@ def _new_rental(
     held = set(survey.held) | (set(survey.named) - set(named_here))
     candidates = [row for row in new if row.id not in held]
     # A rental absent from the snapshot of a rival call made after our window closed appeared
-    # after that: it is not ours, whoever's it is. (Not from a getRentHistory snapshot: a rental
-    # absent from its window may have begun before it.)
+    # after that: it is not ours, whoever's it is. (From a getRentHistory snapshot only when its
+    # window reaches back before our call: a rental absent from it may have begun before it.)
     late = [
         rival.snapshot
         for rival in survey.rivals
         if rival.snapshot is not None
-        and rival.listing == LIST
         and rival.started is not None
         and rival.started - CLOCK_SKEW > ours_to
+        and (rival.listing == LIST or rival.started + CLOCK_SKEW < record.started + HISTORY_REACH)
     ]
     candidates = [row for row in candidates if all(row.id in snapshot for snapshot in late)]
     ids_now = {row.id for row in candidates}

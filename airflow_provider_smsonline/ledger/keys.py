@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -19,7 +20,11 @@ CLAIM_PREFIX = "smsonline_rental__"
 MAX_KEY_LENGTH = 250
 #: Characters of the readable part of a record's name (the digests make it unambiguous).
 READABLE_LENGTH = 100
-_NOT_READABLE = re.compile(r"[^A-Za-z0-9.-]+")
+_NOT_READABLE = re.compile(r"[^A-Za-z0-9._-]+")
+# Before 0.2 the readable part turned "_" into "-" too; a retry across the upgrade reads that name.
+_LEGACY_NOT_READABLE = re.compile(r"[^A-Za-z0-9.-]+")
+#: A number's digest in the ledger's Variables starts with this (a number itself never does).
+DIGEST_MARK = "#"
 
 
 def _digest(parts: list[object], length: int = 16) -> str:
@@ -68,18 +73,33 @@ class TaskRun:
     map_index: int
     run_id: str
 
-    @property
-    def task_prefix(self) -> str:
-        """The start of every record name of this task instance, whatever the run."""
-        readable = _NOT_READABLE.sub("-", f"{self.dag_id}.{self.task_id}")[:READABLE_LENGTH]
+    def _prefix(self, not_readable: re.Pattern[str]) -> str:
+        readable = not_readable.sub("-", f"{self.dag_id}.{self.task_id}")[:READABLE_LENGTH]
         if self.map_index >= 0:
             readable = f"{readable}.{self.map_index}"
         return f"{PREFIX}{readable}__{_digest([self.dag_id, self.task_id, self.map_index])}__"
 
     @property
+    def task_prefix(self) -> str:
+        """The start of every record name of this task instance, whatever the run: the DAG's and
+        the task's ids as written (characters other than letters, digits, ``.``, ``_`` and ``-``
+        become ``-``), so that searching Variables for a DAG id finds its records."""
+        return self._prefix(_NOT_READABLE)
+
+    @property
     def record_key(self) -> str:
         """This run's record: ``smsonline_charge__<dag>.<task>[.<map>]__<digest>__<digest>``."""
-        return self.task_prefix + _digest([self.dag_id, self.task_id, self.map_index, self.run_id])
+        return self.task_prefix + self._run_digest
+
+    @property
+    def legacy_record_key(self) -> str:
+        """The name this run's record had before 0.2 (``_`` written as ``-``), read by a retry
+        whose earlier try ran on the release before."""
+        return self._prefix(_LEGACY_NOT_READABLE) + self._run_digest
+
+    @property
+    def _run_digest(self) -> str:
+        return _digest([self.dag_id, self.task_id, self.map_index, self.run_id])
 
     @property
     def index_key(self) -> str:
@@ -93,6 +113,16 @@ class TaskRun:
     def to_json(self) -> list[object]:
         """The JSON form a record carries: ``[dag_id, task_id, map_index, run_id]``."""
         return [self.dag_id, self.task_id, self.map_index, self.run_id]
+
+
+def number_digest(secret: str, number: str) -> str:
+    """What the ledger keeps of a phone number: a keyed digest (HMAC-SHA256 with the account's API
+    key), which tells two numbers apart as well as the numbers do and cannot be turned back into
+    one by anyone without the key; :data:`DIGEST_MARK` first. An empty number stays empty."""
+    if not number:
+        return ""
+    mac = hmac.new(secret.encode("utf-8"), number.encode("utf-8"), hashlib.sha256).hexdigest()
+    return DIGEST_MARK + mac[:20]
 
 
 def claim_prefix(account: str) -> str:

@@ -8,23 +8,52 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING
 
 from airflow_provider_smsonline.exceptions import AccountError, SmsOnlineError
+from airflow_provider_smsonline.ledger.keys import DIGEST_MARK, number_digest
 from airflow_provider_smsonline.ledger.records import HISTORY, LIST, Listed, Pending
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 
-__all__ = ["HISTORY_MARGIN", "listed_now", "listing_of", "snapshot_for_renewal", "snapshot_for_rent"]
+__all__ = [
+    "HISTORY_MARGIN",
+    "digest_of",
+    "listed_now",
+    "listing_of",
+    "snapshot_for_renewal",
+    "snapshot_for_rent",
+    "with_digests",
+]
 
 log = logging.getLogger(__name__)
 
 #: How far the getRentHistory window reaches before and after a call: the server dates a rental on
-#: its own clock, which must be within this of ours (a rental outside the window is not seen).
+#: its own clock, which must be within half of this of ours (a rental outside the window is not
+#: seen; decide.py's ``HISTORY_REACH`` is the other half).
 HISTORY_MARGIN = timedelta(hours=1)
+
+
+def digest_of(hook: SmsOnlineHook) -> Callable[[str], str]:
+    """What the ledger keeps of a number read through ``hook``: :func:`~.keys.number_digest` with
+    its connection's key."""
+    return partial(number_digest, hook.config.api_key)
+
+
+def with_digests(record: Pending, hook: SmsOnlineHook) -> Pending:
+    """``record`` with every number of its snapshot as a digest (a record of a release before 0.2
+    kept the numbers themselves)."""
+    digest = digest_of(hook)
+    rows = tuple(
+        row if not row.phone or row.phone.startswith(DIGEST_MARK) else replace(row, phone=digest(row.phone))
+        for row in record.snapshot
+    )
+    return record if rows == record.snapshot else replace(record, snapshot=rows)
 
 
 def needs_id(error: SmsOnlineError) -> bool:
@@ -34,11 +63,19 @@ def needs_id(error: SmsOnlineError) -> bool:
     return answered and not isinstance(error, AccountError)
 
 
-def snapshot_for_rent(hook: SmsOnlineHook, started: datetime) -> tuple[str, tuple[Listed, ...]]:
+def snapshot_for_rent(
+    hook: SmsOnlineHook, started: datetime, *, known: str | None = None
+) -> tuple[str, tuple[Listed, ...]]:
     """Before a getRentNumber: how the account's rentals were read (:data:`LIST` or
-    :data:`HISTORY`), and what was there."""
+    :data:`HISTORY`), and what was there.
+
+    :param known: :data:`HISTORY` when an earlier turn found that getRentList wants an id here
+        (the lease carries it): getRentHistory is read at once.
+    """
+    if known == HISTORY:
+        return HISTORY, _history(hook, started)
     try:
-        return LIST, tuple(Listed.of(entry) for entry in hook.get_rent_list())
+        return LIST, tuple(Listed.of(entry, digest_of(hook)) for entry in hook.get_rent_list())
     except SmsOnlineError as error:
         if not needs_id(error):
             raise
@@ -52,7 +89,7 @@ def snapshot_for_rent(hook: SmsOnlineHook, started: datetime) -> tuple[str, tupl
 def snapshot_for_renewal(hook: SmsOnlineHook, rent_id: int) -> tuple[str, tuple[Listed, ...]]:
     """Before a continueRentNumber of ``rent_id``: getRentList with its id, which every reading
     answers (with every active rental, or that one)."""
-    return LIST, tuple(Listed.of(entry) for entry in hook.get_rent_list(rent_id))
+    return LIST, tuple(Listed.of(entry, digest_of(hook)) for entry in hook.get_rent_list(rent_id))
 
 
 def listing_of(hook: SmsOnlineHook, rent_id: int) -> Listed | None:
@@ -67,7 +104,7 @@ def listing_of(hook: SmsOnlineHook, rent_id: int) -> Listed | None:
         if error.retryable or isinstance(error, AccountError):
             raise
         return None  # refused for this id (NO_ID_RENT, ...): not an active rental
-    return next((Listed.of(entry) for entry in entries if entry.id == rent_id), None)
+    return next((Listed.of(entry, digest_of(hook)) for entry in entries if entry.id == rent_id), None)
 
 
 def listed_now(hook: SmsOnlineHook, record: Pending) -> tuple[Listed, ...]:
@@ -75,7 +112,7 @@ def listed_now(hook: SmsOnlineHook, record: Pending) -> tuple[Listed, ...]:
     if record.renewing is not None:
         return _renewal_now(hook, record)
     if record.listing == LIST:
-        return tuple(Listed.of(entry) for entry in hook.get_rent_list())
+        return tuple(Listed.of(entry, digest_of(hook)) for entry in hook.get_rent_list())
     before = {row.id: row for row in record.snapshot}
     fresh = [row for row in _history(hook, record.started) if row.id not in before]
     # Only active rentals can be this call's (getRentList's reading): each new one is asked for.
@@ -90,7 +127,7 @@ def listed_now(hook: SmsOnlineHook, record: Pending) -> tuple[Listed, ...]:
 def _renewal_now(hook: SmsOnlineHook, record: Pending) -> tuple[Listed, ...]:
     renewing = record.renewing
     assert renewing is not None
-    rows = tuple(Listed.of(entry) for entry in hook.get_rent_list(renewing))
+    rows = tuple(Listed.of(entry, digest_of(hook)) for entry in hook.get_rent_list(renewing))
     base = record.base
     if base is None or rows:
         # Listed: its hours tell. Gone, with other rentals listed: this server lists them all, so
@@ -108,7 +145,7 @@ def _active(hook: SmsOnlineHook, rows: Iterable[Listed]) -> list[Listed]:
     for row in rows:
         listed = listing_of(hook, row.id)
         if listed is not None:
-            found.append(Listed(id=row.id, phone=listed.phone or row.phone, hours=listed.hours))
+            found.append(replace(listed, phone=listed.phone or row.phone, number=listed.number or row.number))
     return found
 
 
@@ -116,4 +153,5 @@ def _history(hook: SmsOnlineHook, started: datetime) -> tuple[Listed, ...]:
     """getRentHistory from :data:`HISTORY_MARGIN` before ``started`` to as long after now."""
     now = max(datetime.now(timezone.utc), started)
     rows = hook.get_rent_history(started - HISTORY_MARGIN, now + HISTORY_MARGIN)
-    return tuple(Listed(id=row.id, phone=row.number, hours=None) for row in rows)
+    digest = digest_of(hook)
+    return tuple(Listed(id=row.id, phone=digest(row.number), number=row.number) for row in rows)

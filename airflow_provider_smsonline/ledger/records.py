@@ -5,7 +5,7 @@ what task instances on one account announce to each other."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -24,18 +24,22 @@ class Listed:
     """A getRentList row, reduced to what SMS.online documents for it (``price`` is not needed).
 
     :ivar id: the rental's id.
-    :ivar phone: its number.
+    :ivar phone: what rows are compared by: its number's digest (:func:`~.keys.number_digest`);
+        in a record of a release before 0.2, the number itself (digested when read).
     :ivar hours: its period in hours (a renewal adds its ``rent_time``); ``None`` if not sent.
+    :ivar number: the number itself, for a row read from the API now; never written to a Variable.
     """
 
     id: int
     phone: str
     hours: int | None = None
+    number: str = field(default="", compare=False)
 
     @classmethod
-    def of(cls, entry: RentListEntry) -> Listed:
-        """The documented fields of a parsed row; anything else the server sent is ignored."""
-        return cls(id=entry.id, phone=entry.number, hours=entry.hours)
+    def of(cls, entry: RentListEntry, digest: Callable[[str], str]) -> Listed:
+        """The documented fields of a parsed row (``digest`` turns its number into what is kept);
+        anything else the server sent is ignored."""
+        return cls(id=entry.id, phone=digest(entry.number), hours=entry.hours, number=entry.number)
 
 
 #: What a charging call asked for, ``(argument, value)`` pairs sorted by argument: a later try
@@ -141,14 +145,16 @@ class ActivationPending:
 class ActivationDone:
     """Written after getNumber: the activation it bought (or that was found to be its own).
 
-    :ivar activation: the activation (id and number).
+    :ivar activation: the activation (its number only in memory: read back from getHistory).
     :ivar claim: the claim Variable this record holds on it, if any.
     :ivar asked: what the call asked for (``None`` in a record of an older release).
+    :ivar at: when the record was written (read back from its Variable).
     """
 
     activation: Activation
     claim: str | None = None
     asked: Asked | None = None
+    at: datetime | None = None
 
 
 ActivationRecord = ActivationPending | ActivationDone
@@ -247,7 +253,9 @@ def record_to_json(record: Record, *, task: list[object], at: datetime) -> dict[
         "asked": dict(record.asked) if record.asked else None,
     }
     if isinstance(record, Done):
-        return {**base, "state": "done", "rental": record.rental.to_xcom(), "claim": record.claim}
+        # No number: a retry reads it from getRentList again (the Variable holds no phone number).
+        rental = {"id": record.rental.id, "end_date": record.rental.end_date.isoformat()}
+        return {**base, "state": "done", "rental": rental, "claim": record.claim}
     return {
         **base,
         "state": "pending",
@@ -276,7 +284,7 @@ def record_from_json(data: Mapping[str, Any]) -> Record | None:
             return Done(
                 rental=Rental(
                     id=int(rental["id"]),
-                    number=str(rental["number"]),
+                    number=str(rental.get("number") or ""),  # kept by releases before 0.2
                     end_date=datetime.fromisoformat(rental["end_date"]),
                 ),
                 renewing=_int(data.get("renewing")),
@@ -362,7 +370,9 @@ def activation_to_json(record: ActivationRecord, *, task: list[object], at: date
         "asked": dict(record.asked) if record.asked else None,
     }
     if isinstance(record, ActivationDone):
-        return {**base, "state": "done", "activation": record.activation.to_xcom(), "claim": record.claim}
+        # No number (as for a rental): a retry reads it from getHistory.
+        activation = {"id": record.activation.id}
+        return {**base, "state": "done", "activation": activation, "claim": record.claim}
     return {
         **base,
         "state": "pending",
@@ -385,9 +395,12 @@ def activation_from_json(data: Mapping[str, Any]) -> ActivationRecord | None:
     try:
         if state == "done":
             saved = data["activation"]
-            activation = Activation(id=int(saved["id"]), number=str(saved["number"]))
+            activation = Activation(id=int(saved["id"]), number=str(saved.get("number") or ""))
             return ActivationDone(
-                activation=activation, claim=data.get("claim") or None, asked=_asked(data.get("asked"))
+                activation=activation,
+                claim=data.get("claim") or None,
+                asked=_asked(data.get("asked")),
+                at=_when(data.get("at")),
             )
         if state == "pending":
             snapshot = data.get("snapshot")

@@ -114,21 +114,28 @@ class ChargeLedger:
 
     task: TaskRun
     store: Any
+    #: This run's record has the name it had before 0.2 (an earlier try ran on that release).
+    legacy: bool = False
 
     @classmethod
     def for_context(cls, context: Context, store: Any | None = None) -> ChargeLedger:
-        """The ledger of the task instance running in ``context``."""
+        """The ledger of the task instance running in ``context`` (with the record an earlier try
+        wrote under the name of the release before, if there is one)."""
         ti = context["ti"]
         map_index = getattr(ti, "map_index", None)  # the Task SDK types it ``int | None``
         task = TaskRun(
             str(ti.dag_id), str(ti.task_id), -1 if map_index is None else int(map_index), str(ti.run_id)
         )
-        return cls(task=task, store=store if store is not None else VariableStore())
+        ledger = cls(task=task, store=store if store is not None else VariableStore())
+        old = task.legacy_record_key
+        if old != task.record_key and not ledger.store.get(task.record_key) and ledger.store.get(old):
+            ledger.legacy = True
+        return ledger
 
     @property
     def key(self) -> str:
         """The Variable holding this run's record."""
-        return self.task.record_key
+        return self.task.legacy_record_key if self.legacy else self.task.record_key
 
     def intent_key(self, account: str) -> str:
         """The Variable announcing this run's call on ``account``."""

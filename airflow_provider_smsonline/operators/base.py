@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -96,6 +98,26 @@ def check_fields(validators: Validators, *, rendered: bool) -> dict[str, Any]:
     return checked
 
 
+#: Packages whose frames are not where a task was defined: this one, Airflow, and the stdlib's
+#: wrappers between a DAG file and ``__init__``.
+_NOT_DAG_CODE = ("airflow_provider_smsonline", "airflow", "contextlib", "functools", "abc")
+
+
+def _at_parse(task_id: object, error: ValueError) -> str:
+    """The message of a bad argument found at DAG parse: the task's id, the error (which names
+    the field, the value and what is allowed) and the DAG file's line that made the task, so that
+    in a DAG of many tasks the one to fix is plain whatever traceback the DAG processor shows."""
+    where = ""
+    frame = sys._getframe(1)
+    while frame is not None:
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if package not in _NOT_DAG_CODE:
+            where = f" ({os.path.basename(frame.f_code.co_filename)}, line {frame.f_lineno})"
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"{task_id or 'a task'}: {error}{where}"
+
+
 def fail_or_retry(error: Exception, conn_id: str) -> BaseException:
     """The exception a task should raise for ``error``: retryable ones as they are, the rest as
     :class:`AirflowFailException`, so that no retry is spent on what only a person can fix."""
@@ -136,7 +158,10 @@ class _CheckedPartial:
             return airflow_partial  # type: ignore[no-any-return]
 
         def partial(**kwargs: Any) -> OperatorPartial:
-            cls._check_partial(kwargs)
+            try:
+                cls._check_partial(kwargs)
+            except ValueError as error:
+                raise ValueError(_at_parse(kwargs.get("task_id"), error)) from None
             return airflow_partial(**kwargs)  # type: ignore[no-any-return]
 
         return partial
@@ -182,10 +207,11 @@ class SmsOnlineTask:
         try:
             yield
         except ValueError as error:
+            task_id = task_id or getattr(self, "task_id", None)
             # Airflow sets this on the instance before any __init__ runs (3.1 to 3.3).
             if not getattr(self, "_BaseOperator__from_mapped", False):
-                raise
-            task_id = task_id or getattr(self, "task_id", type(self).__name__)
+                raise ValueError(_at_parse(task_id, error)) from None
+            task_id = task_id or type(self).__name__
             problem = f"{task_id}: {error} (checked as the mapped task instance started); not retrying"
             raise AirflowFailException(problem) from None
 

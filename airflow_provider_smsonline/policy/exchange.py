@@ -19,6 +19,7 @@ from airflow_provider_smsonline.exceptions import (
 )
 from airflow_provider_smsonline.policy.config import MAX_PARAM_LENGTH, ClientConfig
 from airflow_provider_smsonline.protocol.actions import CHARGING_ACTIONS
+from airflow_provider_smsonline.protocol.answers import naming_sent
 
 T = TypeVar("T")
 
@@ -205,9 +206,11 @@ def scrub(error: SmsOnlineError, config: ClientConfig) -> SmsOnlineError:
 
 
 def settle(config: ClientConfig, request: Request, error: SmsOnlineError) -> SmsOnlineError:
-    """The error a caller sees: scrubbed, and after a charging call anything but a refusal by
-    the API (an unknown code, a broken or unreadable answer, a failure after the request left)
-    becomes :class:`OutcomeUnknownError`."""
+    """The error a caller sees: a refusal says which value was sent (:func:`naming_sent`), every
+    error is scrubbed, and after a charging call anything but a refusal by the API (an unknown
+    code, a broken or unreadable answer, a failure after the request left) becomes
+    :class:`OutcomeUnknownError`."""
+    naming_sent(error, request.query)
     scrub(error, config)
     if not request.charging:
         return error

@@ -82,6 +82,40 @@ ERROR_TABLE: Mapping[str, tuple[type[SmsOnlineError], str]] = MappingProxyType(
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
+_LISTED = (
+    "the service codes a country offers, with prices and stock: "
+    "`python -m airflow_provider_smsonline rent-prices --country ID` (rentals; "
+    "SmsOnlineHook.get_rent_prices) or `activation-prices --service CODE --country ID` (get_prices)"
+)
+_COUNTRIES = (
+    "country ids are listed in SMS.online's API documentation (https://sms.online/help/api-docs); "
+    "`python -m airflow_provider_smsonline rent-prices --country ID` shows what one offers"
+)
+_OPERATORS = "operator codes are listed in SMS.online's API documentation (https://sms.online/help/api-docs)"
+
+# code -> (the request parameter the refusal is about, where its valid values come from)
+REFUSED_PARAMETER: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "BAD_SERVICE": ("service", _LISTED),
+        "WRONG_SERVICE": ("service", _LISTED),
+        "BAD_COUNTRY": ("country", _COUNTRIES),
+        "WRONG_COUNTRY": ("country", _COUNTRIES),
+        "WRONG_COUNTRY_ID": ("country", _COUNTRIES),
+        "BAD_OPERATOR": ("operator", _OPERATORS),
+        "WRONG_OPERATOR": ("operator", _OPERATORS),
+        "INVALID_TIME": ("rent_time", ""),
+        "BAD_TIME": ("rent_time", ""),
+        "NO_ID_RENT": ("id", ""),
+        "NO_ACTIVATION": ("id", ""),
+        "BAD_STATUS": ("status", ""),
+        "INCORECT_STATUS": ("status", ""),
+        "WRONG_MAX_PRICE": ("maxPrice", ""),
+        "WRONG_EXCEPTION_PHONE": ("phoneException", ""),
+    }
+)
+#: Characters of a sent value a refusal repeats.
+SHOWN_VALUE_LENGTH = 100
+
 
 def error_for_code(code: str, detail: str | None = None, http_status: int | None = None) -> SmsOnlineError:
     """The typed error for an API error code (``UnknownCodeError`` keeps an unknown code)."""
@@ -102,6 +136,24 @@ def error_for_code(code: str, detail: str | None = None, http_status: int | None
     return UnknownCodeError(
         f"the API answered with an unknown code {shown!r}", code=shown, http_status=http_status
     )
+
+
+def naming_sent(error: SmsOnlineError, params: Mapping[str, str]) -> SmsOnlineError:
+    """``error`` (a refusal of a request sent with ``params``) saying which value the request sent
+    for the parameter its code is about, and where the valid values come from; returns it.
+
+    ``BAD_SERVICE`` for ``service="telegram"`` reads ``the service is not known (sent
+    service='telegram'); the service codes a country offers, …``. Other errors are left as they are.
+    """
+    about = REFUSED_PARAMETER.get(error.code)
+    if about is None:
+        return error
+    name, where = about
+    value = params.get(name)
+    sent = f"sent no {name}" if value is None else f"sent {name}={value[:SHOWN_VALUE_LENGTH]!r}"
+    error.message = f"{error.message} ({sent})" + (f"; {where}" if where else "")
+    error.args = (error.message,)
+    return error
 
 
 def decode(body: bytes | str) -> str:

@@ -8,7 +8,7 @@ import hashlib
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_smsonline.protocol.results import ActivationStatus, Sms
@@ -78,6 +78,41 @@ def older_page_needed(messages: Sequence[Sms], since: datetime | None, size: int
     return floor is None or min(m.date for m in messages) >= floor
 
 
+def older_than(messages: Sequence[Sms], moment: datetime) -> list[Sms]:
+    """The SMS stamped before ``moment``'s second (the server's dates, as the hook read them in
+    the connection's ``server_timezone``), in the order given."""
+    floor = _floor(moment)
+    assert floor is not None
+    return [sms for sms in messages if sms.date < floor]
+
+
+#: Dates a note about SMS passed over shows at most (the newest).
+NOTE_DATES = 3
+
+
+def passed_over_note(dates: Sequence[datetime], pattern: object = None) -> str:
+    """What a wait that timed out says about SMS it passed over as older than its DAG run:
+    how many, their server dates, and how to count them (``since``); ``""`` for none.
+
+    :param dates: the passed-over SMS's dates, newest first.
+    :param pattern: the wait's pattern (``None``: any SMS), for the wording only.
+    """
+    if not dates:
+        return ""
+    shown = ", ".join(date.isoformat() for date in dates[:NOTE_DATES]) + (
+        ", …" if len(dates) > NOTE_DATES else ""
+    )
+    which = "SMS matching the pattern" if pattern else "SMS"
+    were = "was" if len(dates) == 1 else "were"
+    earliest = min(dates).astimezone(timezone.utc).replace(microsecond=0).isoformat()
+    return (
+        f"{len(dates)} {which} {were} passed over as older than this DAG run (server dates {shown}, "
+        "read in the connection's server_timezone); to count SMS from before the run, pass since, "
+        f'e.g. since="{earliest}" (if those dates look hours off, the connection\'s server_timezone '
+        "is not the server's zone)"
+    )
+
+
 def fingerprint(sms: Sms) -> str:
     """A short, stable name for one SMS (its date as written, sender and text), to remember
     which SMS a rental already held without keeping their texts."""
@@ -90,13 +125,15 @@ class SmsWalk:
 
     Which SMS count as new, by one of two rules:
 
-    * ``seen`` (the fingerprints of the SMS on the rental when the wait started, see
-      :func:`fingerprint`): every SMS listed before the first one seen is new, whatever dates
-      the server writes and in whatever zone. This is the default of the sensor and trigger.
+    * ``seen`` (fingerprints, see :func:`fingerprint`, of SMS on the rental that do not count):
+      every SMS listed before the first one seen is new, whatever dates the server writes and in
+      whatever zone. The sensor's default: the SMS the rental held when the wait started that are
+      older than the DAG run (none for a rental rented in the run).
     * ``since`` (an aware moment): SMS stamped at or after it, to the second (the server's
       dates read in the connection's ``server_timezone``).
 
-    Of the new SMS, the newest whose text matches ``pattern`` wins::
+    Of the new SMS, the newest whose text matches ``pattern`` wins; with ``since``, the walk also
+    keeps the matching SMS it passed over as older (:attr:`passed_over`)::
 
         walk = SmsWalk(pattern, seen=seen)
         page = walk.first_page
@@ -123,6 +160,8 @@ class SmsWalk:
         self.since = since
         self.seen = frozenset(seen) if seen is not None else None
         self.match: SmsMatch | None = None
+        #: With ``since``: the SMS older than it whose text matches, newest first, as read.
+        self.passed_over: list[Sms] = []
         self._page = 0
 
     def feed(self, messages: Sequence[Sms]) -> int | None:
@@ -130,6 +169,9 @@ class SmsWalk:
         if self.seen is None:
             self.match = find_sms_match(messages, self.since, self.pattern)
             more = older_page_needed(messages, self.since, self.page_size)
+            if self.since is not None:
+                older = older_than(messages, self.since)
+                self.passed_over += [sms for sms in older if _match(sms, self.pattern) is not None]
         else:
             self.match, more = self._feed_seen(messages)
         self._page += 1

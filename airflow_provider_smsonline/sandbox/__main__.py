@@ -1,9 +1,12 @@
 # `python -m airflow_provider_smsonline.sandbox`: serve the sandbox until SIGINT or SIGTERM.
-"""Serve the SMS.online sandbox; print its endpoint URL on one line once it accepts requests."""
+"""Serve the SMS.online sandbox; once it accepts requests, print its endpoint URL on one line and,
+on the next, a ready ``export AIRFLOW_CONN_SMSONLINE_DEFAULT=...`` of the connection that reads it
+right (its ``server_timezone`` is the zone the sandbox writes its dates in)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -27,8 +30,8 @@ _EPILOG = """\
 control API (JSON, loopback clients only):
   GET  /sandbox/state              balance, rentals, charges, counters, faults
   GET  /sandbox/catalogue          services, countries, operators, prices
-  POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...}
-  POST /sandbox/activations/ID/code {"code": ..., "text": ...}
+  POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...} (ID or latest)
+  POST /sandbox/activations/ID/code {"code": ..., "text": ...} (ID or latest)
   POST /sandbox/profile            {"activation_webhook": URL or null} (the account's settings)
   POST /sandbox/faults             {"action": ..., "mode": ..., "count": N, "delay": S}
                                    or {"mode": "random", "action": ..., "rate": R, "seed": N}
@@ -123,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_smsonline.sandbox",
         description="A local SMS.online look-alike: serves /stubs/handler_api.php and a control API\n"
-        "under /sandbox/. Prints the endpoint URL when ready; stops on Ctrl-C or SIGTERM.",
+        "under /sandbox/. Prints the endpoint URL when ready, then the export of the connection that\n"
+        "reads it (server_timezone included); stops on Ctrl-C or SIGTERM.",
         epilog=_EPILOG,
         formatter_class=_HelpFormatter,
     )
@@ -257,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(sandbox.url, flush=True)
+    print(f"export AIRFLOW_CONN_SMSONLINE_DEFAULT='{json.dumps(sandbox.connection())}'", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -19,15 +19,15 @@ from airflow_provider_smsonline.sandbox.webhooks import deliver_code, deliver_sm
 PATHS = (
     "/sandbox/state",
     "/sandbox/catalogue",
-    "/sandbox/rentals/<id>/sms",
-    "/sandbox/activations/<id>/code",
+    "/sandbox/rentals/<id or latest>/sms",
+    "/sandbox/activations/<id or latest>/code",
     "/sandbox/profile",
     "/sandbox/faults",
     "/sandbox/reset",
     "/sandbox/clock",
 )
-_RENTAL_SMS = re.compile(r"^/sandbox/rentals/(\d{1,18})/sms$")
-_ACTIVATION_CODE = re.compile(r"^/sandbox/activations/(\d{1,18})/code$")
+_RENTAL_SMS = re.compile(r"^/sandbox/rentals/(\d{1,18}|latest)/sms$")
+_ACTIVATION_CODE = re.compile(r"^/sandbox/activations/(\d{1,18}|latest)/code$")
 _SMS_FIELDS = ("text", "phone_from", "service")
 _CODE_FIELDS = ("code", "text")
 _FAULT_FIELDS = ("action", "mode", "count", "delay")
@@ -71,6 +71,17 @@ def handle(
         return error.status, error.to_json()
 
 
+def _target(state: SandboxState, kind: str, named: str) -> int:
+    """The id in a path, or for ``latest`` the newest of ``kind`` (rentals, activations) still
+    open: what ``airflow dags test`` of a DAG under development has just rented or bought."""
+    if named != "latest":
+        return int(named)
+    open_ids = [int(item["id"]) for item in state.snapshot()[kind] if item["status"] in ("active", "waiting")]
+    if not open_ids:
+        raise SandboxError(f"no {kind[:-1]} is open: nothing is latest", status=404)
+    return max(open_ids)
+
+
 def _expect(method: str, *allowed: str) -> None:
     if method not in allowed:
         raise SandboxError(f"{method} is not allowed here; use {' or '.join(allowed)}", status=405)
@@ -90,7 +101,7 @@ def _route(state: SandboxState, method: str, path: str, body: bytes, webhook_tim
         check_fields(data, _SMS_FIELDS, required=("text",))
         return deliver_sms(
             state,
-            int(match.group(1)),
+            _target(state, "rentals", match.group(1)),
             data["text"],
             data.get("phone_from", "SMSonline"),
             data.get("service"),
@@ -101,8 +112,9 @@ def _route(state: SandboxState, method: str, path: str, body: bytes, webhook_tim
         _expect(method, "POST")
         data = json_object(body)
         check_fields(data, _CODE_FIELDS, required=("code",))
+        activation_id = _target(state, "activations", code_match.group(1))
         return deliver_code(
-            state, int(code_match.group(1)), data["code"], data.get("text"), webhook_timeout=webhook_timeout
+            state, activation_id, data["code"], data.get("text"), webhook_timeout=webhook_timeout
         )
     if path == "/sandbox/profile":  # the account's settings page: the activation webhook's URL
         _expect(method, "GET", "POST")

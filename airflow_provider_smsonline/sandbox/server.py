@@ -6,6 +6,7 @@ Standard library only (``http.server``), so that it starts fast in any process::
 
     with Sandbox(port=0, api_key="sandbox") as sandbox:
         sandbox.url                              # http://127.0.0.1:PORT/stubs/handler_api.php
+        sandbox.connection()                     # the connection reading it right (AIRFLOW_CONN_* JSON)
         sandbox.deliver_sms(rent_id, text="Your code 12345", phone_from="Telegram")
         sandbox.inject_fault(action="getRentNumber", mode="timeout_after_commit", count=1)
         sandbox.set_random_faults("getRentNumber", rate=0.3, seed=7)   # ~30% fail, any mode
@@ -52,10 +53,19 @@ __all__ = [
     "Sandbox",
     "deliver_sms",
     "is_loopback_host",
+    "zone_of_offset",
 ]
 
 #: The longest a webhook post may be given, in seconds.
 MAX_WEBHOOK_TIMEOUT_SECONDS = 600.0
+
+
+def zone_of_offset(hours: float) -> str | None:
+    """The fixed IANA zone of ``hours`` east of UTC (``3`` → ``"Etc/GMT-3"``, ``0`` → ``"UTC"``);
+    ``None`` unless whole hours from -12 to 14, the only fixed offsets IANA names."""
+    if hours != int(hours) or not -12 <= hours <= 14:
+        return None
+    return "UTC" if hours == 0 else f"Etc/GMT{-int(hours):+d}"
 
 
 class Sandbox:
@@ -172,6 +182,22 @@ class Sandbox:
     def url(self) -> str:
         """The API endpoint: ``http://HOST:PORT/stubs/handler_api.php``."""
         return self.base_url + ENDPOINT_PATH
+
+    @property
+    def server_timezone(self) -> str | None:
+        """The IANA zone the sandbox writes its dates in, for the connection's ``server_timezone``
+        extra: ``"Etc/GMT-3"`` for UTC+3 (the default; IANA's ``Etc`` names invert the sign),
+        ``"UTC"`` for 0; ``None`` for an offset of minutes, which no fixed IANA zone names."""
+        return zone_of_offset(self.books.utc_offset.total_seconds() / 3600)
+
+    def connection(self) -> dict[str, Any]:
+        """The Airflow connection that reads this sandbox right, as ``AIRFLOW_CONN_*`` JSON takes
+        it: its endpoint, its key, and ``server_timezone`` set to the zone its dates are written in
+        (without it a 4-hour rental's ``end_date`` would read 7 hours out at UTC+3)."""
+        conn: dict[str, Any] = {"conn_type": "smsonline", "host": self.url, "password": self.api_key}
+        if self.server_timezone is not None:
+            conn["extra"] = {"server_timezone": self.server_timezone}
+        return conn
 
     @property
     def running(self) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.protocol import SmsWalk
+from airflow_provider_smsonline.protocol.matching import passed_over_note
 from airflow_provider_smsonline.triggers.base import JITTER, PollingTrigger, now
 from airflow_provider_smsonline.validation import validate_moment, validate_rent_id
 
@@ -46,12 +47,15 @@ class RentSmsTrigger(PollingTrigger):
     :param pattern: a regular expression searched in each SMS text; ``None`` for any SMS.
     :param since: ISO 8601; only SMS stamped at or after this second count (the server's dates,
         read in the connection's ``server_timezone``). Ignored when ``seen`` is given.
-    :param seen: fingerprints of the SMS the rental held when the wait started
-        (:func:`~airflow_provider_smsonline.protocol.fingerprint`): every SMS listed above them
-        is new, whatever the server's clock and zone. ``None`` (and no ``since``): any SMS.
+    :param seen: fingerprints (:func:`~airflow_provider_smsonline.protocol.fingerprint`) of SMS
+        that do not count: those the rental held when the wait started that are older than the
+        DAG run. Every SMS listed above them counts, whatever the server's clock and zone; ``[]``
+        or ``None`` (and no ``since``): any SMS.
     :param poll_interval: seconds between checks.
     :param jitter: the fraction by which each wait varies at random (0.1: ±10 %).
     :param end_date: ISO 8601; when the rental ends (naive means UTC). After it, one last check.
+    :param passed_over: the server dates (ISO 8601) of the matching SMS the sensor found older
+        than the DAG run: the ``"timeout"`` event's message says how many, and how to count them.
     :param timeout_at: ISO 8601; give up then. The triggerer enforces a deferral's timeout on
         its own; this also bounds runs that don't (``airflow dags test`` runs triggers in line
         and ignores deferral timeouts).
@@ -72,6 +76,7 @@ class RentSmsTrigger(PollingTrigger):
         end_date: str | datetime | None = None,
         timeout_at: str | datetime | None = None,
         seen: Sequence[str] | None = None,
+        passed_over: Sequence[str] | None = None,
     ) -> None:
         super().__init__(smsonline_conn_id, pattern, poll_interval, jitter, timeout_at)
         self.rent_id = validate_rent_id(rent_id)
@@ -83,19 +88,35 @@ class RentSmsTrigger(PollingTrigger):
         if seen is not None and (isinstance(seen, str) or not all(isinstance(f, str) for f in seen)):
             raise ValueError(f"seen must be a list of SMS fingerprints (strings) or None, got {seen!r}")
         self.seen = list(seen) if seen is not None else None
+        if isinstance(passed_over, str):
+            raise ValueError(f"passed_over must be a list of ISO 8601 dates or None, got {passed_over!r}")
+        moments = (validate_moment("passed_over", date) for date in passed_over or ())
+        self._passed_over = [moment for moment in moments if moment is not None]
+        self.passed_over = [moment.isoformat() for moment in self._passed_over] or None
         self._last_check_ended = False
 
     def _push_rental(self) -> int | None:
         return self.rent_id
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"since": self.since, "end_date": self.end_date, "seen": self.seen}
+        return {
+            "since": self.since,
+            "end_date": self.end_date,
+            "seen": self.seen,
+            "passed_over": self.passed_over,
+        }
 
     def _describe(self) -> str:
-        return (
-            f"Waiting for an SMS on rental {self.rent_id} (pattern {self.pattern!r}, "
-            f"since {self.since or 'any time'})"
-        )
+        if self.since:
+            which = f"SMS stamped at or after {self.since}"
+        elif self.seen:
+            which = f"SMS listed above the {len(self.seen)} older than the DAG run"
+        else:
+            which = "any SMS"
+        return f"Waiting for an SMS on rental {self.rent_id} (pattern {self.pattern!r}, {which})"
+
+    def _timeout_note(self) -> str:
+        return passed_over_note(self._passed_over, self.pattern)
 
     def _ended(self) -> bool:
         return self._end_at is not None and now() >= self._end_at

@@ -185,6 +185,10 @@ class PollingTrigger(Polling, BaseTrigger):
         non-retryable errors end it with ``status: error`` unless this says otherwise."""
         return None if error.retryable else self.event("error", str(error), error.code)
 
+    def _timeout_note(self) -> str:
+        """What the ``"timeout"`` event's message adds after saying nothing arrived (default: nothing)."""
+        return ""
+
     def _describe(self) -> str:
         """What the wait is, for the log line that starts it."""
         return f"Waiting for the {self.awaited} of {self.subject} {self.subject_id}"
@@ -218,7 +222,8 @@ class PollingTrigger(Polling, BaseTrigger):
                     message = (
                         f"no {self.awaited} arrived on {self.subject} {self.subject_id} by {self.timeout_at}"
                     )
-                    return self.event("timeout", message, "timeout")
+                    note = self._timeout_note()
+                    return self.event("timeout", f"{message}; {note}" if note else message, "timeout")
                 try:
                     done = await self.check(client)
                 except SmsOnlineError as error:

@@ -2,8 +2,9 @@
 # `airflow.plugins` entry point (it loads whatever [core] lazy_discover_providers says), so every
 # Airflow process imports this module: it imports only AirflowPlugin (already loaded by whoever
 # loads plugins). The receiver is built the first time Airflow reads `fastapi_apps` in the
-# api-server (`airflow api-server`, as the edge3 provider tells it); any other process that reads
-# the plugin's attributes (`airflow plugins`, a scheduler listing plugins) gets no app.
+# api-server (`airflow api-server`, as the edge3 provider tells it) or in `airflow plugins`, which
+# lists what plugins mount; any other process that reads the plugin's attributes (a scheduler, a
+# triggerer, a worker, a DAG processor) gets no app.
 """``SmsOnlineWebhookPlugin``: the webhook receiver under ``/smsonline`` on Airflow's api-server."""
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ log = logging.getLogger(__name__)
 _built: list[dict[str, Any]] | None = None
 
 
+#: The Airflow commands whose process builds the receiver: the api-server mounts it, ``airflow
+#: plugins`` lists it.
+BUILT_BY = ("api-server", "plugins")
+
+
 def on_api_server() -> bool:
     """Whether this process is Airflow's api-server (``airflow api-server``; its workers keep the
-    command line), the only one that mounts plugin apps."""
-    return len(sys.argv) > 1 and sys.argv[1] == "api-server"
+    command line), the only one that mounts plugin apps, or ``airflow plugins``, which lists them."""
+    return len(sys.argv) > 1 and sys.argv[1] in BUILT_BY
 
 
 def build_apps(config: Any = None) -> list[dict[str, Any]]:
@@ -79,6 +85,6 @@ class SmsOnlineWebhookPlugin(AirflowPlugin):
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
-        """The receiver (built on first read) on the api-server; ``[]`` in any other process, or
-        without a valid ``[smsonline] webhook_secret``."""
+        """The receiver (built on first read) on the api-server (and in ``airflow plugins``);
+        ``[]`` in any other process, or without a valid ``[smsonline] webhook_secret``."""
         return build_apps() if on_api_server() else []
