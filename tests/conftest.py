@@ -105,7 +105,8 @@ def task_instance() -> FakeTaskInstance:
 
 @pytest.fixture
 def memory_variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """Airflow Variables of the charge ledger kept in a dict (JSON round-tripped): no DB needed."""
+    """Airflow Variables of the charge ledger kept in a dict (JSON round-tripped), listable as on
+    Airflow 3.3: no DB needed."""
     from airflow_provider_smsonline import ledger
 
     variables: dict[str, object] = {}
@@ -116,8 +117,16 @@ def memory_variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     def set_(self: object, key: str, value: dict[str, object]) -> None:
         variables[key] = json.loads(json.dumps(value))
 
+    def delete(self: object, key: str) -> None:
+        variables.pop(key, None)
+
+    def keys(self: object, prefix: str) -> list[str]:  # as Airflow 3.3 lists them
+        return [key for key in list(variables) if key.startswith(prefix)]
+
     monkeypatch.setattr(ledger.VariableStore, "get", get)
     monkeypatch.setattr(ledger.VariableStore, "set", set_)
+    monkeypatch.setattr(ledger.VariableStore, "delete", delete)
+    monkeypatch.setattr(ledger.VariableStore, "keys", keys)
     return variables
 
 

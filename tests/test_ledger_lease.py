@@ -298,3 +298,82 @@ def _account(hook: SmsOnlineHook) -> str:
     from airflow_provider_smsonline.ledger import account_of
 
     return account_of(hook)
+
+
+# ----------------------------------------------------------------------------- activations' rivals
+
+
+def test_an_activation_another_unresolved_getnumber_can_have_bought_is_never_adopted(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No turns (or two holders at once): task A's getNumber and B's are unresolved together. A's
+    # activation appears after B's snapshot; B's own call failed before the server bought. B must
+    # not take A's activation for its own, whose number getHistory would show.
+    from airflow_provider_smsonline.exceptions import OutcomeUnknownError
+    from airflow_provider_smsonline.ledger.activation import intent_key
+
+    monkeypatch.setenv("AIRFLOW__SMSONLINE__CHARGE_LEASE", "False")
+    store = Store()
+    first, second = ledger_of(store, "activate_a"), ledger_of(store, "activate_b")
+    with SmsOnlineHook() as hook:
+        account = _account(hook)
+        now = datetime.now(UTC)
+        store.set(  # A's call, in flight: announced, its record pending
+            intent_key(account, first.key),
+            {
+                "owner": first.key,
+                "started": now.isoformat(),
+                "until": (now + timedelta(seconds=30)).isoformat(),
+            },
+        )
+        store.set(
+            first.key,
+            {
+                "kind": "activation",
+                "state": "pending",
+                "started": now.isoformat(),
+                "until": (now + timedelta(seconds=30)).isoformat(),
+                "snapshot": [],
+                "service": "tg",
+                "country": 0,
+            },
+        )
+        bought: list[int] = []
+
+        def lost_after_a_bought() -> Any:
+            bought.append(hook.get_number("tg", 0).id)  # A's, bought meanwhile
+            raise OutcomeUnknownError("transport: lost", code="transport", action="getNumber")
+
+        with pytest.raises(OutcomeUnknownError):  # a look now sees A's in flight: not B's to take
+            buy_once(second, hook, lost_after_a_bought, service="tg", country=0)
+        with pytest.raises(ChargeAmbiguousError) as later:  # B's retry, A still unresolved
+            buy_once(second, hook, lambda: hook.get_number("tg", 0), service="tg", country=0)
+    assert later.value.candidates == bought
+    assert len(sandbox.state()["activations"]) == 1  # nothing bought again
+
+
+class TogetherAtFirst(Store):
+    """Every taker reads the free lease at the same moment (its first read waits for the others'),
+    so that all write their tickets and prepare, and all but one lose the turn."""
+
+    def __init__(self, takers: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(takers)
+        self.first = threading.local()
+
+    def get(self, key: str) -> dict[str, Any]:
+        value = super().get(key)
+        if key.startswith("smsonline_lease__") and not getattr(self.first, "done", False):
+            self.first.done = True
+            self.barrier.wait()
+        return value
+
+
+def test_a_try_that_loses_the_turn_announces_no_call(sandbox: Sandbox) -> None:
+    # Takers that lost the race have read the account and written their records, but make no call
+    # until their turn: announced, they would look like calls in flight to the winner's look
+    # after its lost answer, which could then not adopt its own rental.
+    sandbox.inject_fault("getRentNumber", "timeout_after_commit", count=3, delay=2)
+    outcomes = rent_at_once(TogetherAtFirst(3), 3)
+    assert all(isinstance(rental, int) for rental in outcomes.values()), outcomes
+    assert sorted(outcomes.values()) == sorted(paid(sandbox))

@@ -32,8 +32,9 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_smsonline.exceptions import ActivationNotFoundError, SmsOnlineError
+from airflow_provider_smsonline.exceptions import ActivationNotFoundError, ServerError, SmsOnlineError
 from airflow_provider_smsonline.ledger.charge import (
+    SETTLED,
     WINDOW_MARGIN,
     ChargeAmbiguousError,
     account_of,
@@ -41,6 +42,8 @@ from airflow_provider_smsonline.ledger.charge import (
     check_asked,
     turn_seconds,
 )
+from airflow_provider_smsonline.ledger.decide import CLOCK_SKEW
+from airflow_provider_smsonline.ledger.keys import digest_text
 from airflow_provider_smsonline.ledger.lease import charging_turn
 from airflow_provider_smsonline.ledger.records import (
     ActivationDone,
@@ -53,7 +56,7 @@ from airflow_provider_smsonline.ledger.records import (
     asked_of,
 )
 from airflow_provider_smsonline.ledger.store import ChargeLedger
-from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation
+from airflow_provider_smsonline.protocol import STATUS_CANCEL, Activation, ActiveActivation
 
 if TYPE_CHECKING:
     from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
@@ -64,6 +67,12 @@ log = logging.getLogger(__name__)
 ACTIVATION_CLAIM_PREFIX = "smsonline_activation__"
 #: Minutes after which the service refunds an activation that received no code (peers' figure).
 REFUND_MINUTES = 20
+
+
+def intent_key(account: str, record_key: str) -> str:
+    """The Variable announcing the getNumber of the record named ``record_key`` while its outcome
+    is unknown, and noting the activation it was answered with."""
+    return f"{ACTIVATION_CLAIM_PREFIX}{account}__pending__{digest_text(record_key, 24)}"
 
 
 def claim_key(account: str, activation_id: int) -> str:
@@ -100,8 +109,20 @@ def _read(ledger: ChargeLedger) -> ActivationRecord | None:
         ) from None
 
 
-def _write(ledger: ChargeLedger, record: ActivationRecord) -> None:
-    ledger.store.set(ledger.key, activation_to_json(record, task=ledger.task.to_json(), at=_now()))
+def _write(ledger: ChargeLedger, record: ActivationRecord, account: str | None = None) -> None:
+    """Write the record (a pending one, given the ``account``, owns its intent's Variable)."""
+    data = activation_to_json(record, task=ledger.task.to_json(), at=_now())
+    if isinstance(record, ActivationPending) and account is not None:
+        data["intent"] = intent_key(account, ledger.key)  # it goes when the record goes
+    ledger.store.set(ledger.key, data)
+
+
+def _announce(ledger: ChargeLedger, account: str, record: ActivationPending) -> None:
+    """Announce the call to other task instances: just before it, once the turn is sure."""
+    ledger.store.set(
+        intent_key(account, ledger.key),
+        {"owner": ledger.key, "started": record.started.isoformat(), "until": record.until.isoformat()},
+    )
 
 
 def buy_once(
@@ -134,14 +155,19 @@ def buy_once(
             check_asked(ledger, asked_by(record), wants, "activation", found.id)
             return found, False
     ledger.prune_on_first_try(record)
+
     # The snapshot and the call in the account's charging turn, as a rental's (ledger/lease.py).
-    prepare = partial(_pending, hook, service, country, wants)
+    def prepare(known: str | None) -> ActivationPending:
+        """The pending record, written, while the turn's ticket settles."""
+        pending = _pending(hook, service, country, wants)
+        _write(ledger, pending, account)
+        return pending
+
     with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
-        lease, prepared = turn
-        pending = replace(prepared, until=_now() + timedelta(seconds=_window_of(hook)))
-        _write(ledger, pending)
+        lease, pending = turn
+        _announce(ledger, account, pending)
         look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
-        activation, recovered = call_in_turn(lease, ledger, buy, look)
+        activation, recovered = call_in_turn(lease, ledger, buy, look, pending.until)
         if not recovered:  # claimed in the turn, as a rental's answer is noted (ledger/charge.py)
             _done(ledger, account, activation, wants)
     return activation, True
@@ -151,11 +177,8 @@ def _window_of(hook: SmsOnlineHook) -> float:
     return hook.config.connect_timeout + hook.config.timeout + WINDOW_MARGIN
 
 
-def _pending(
-    hook: SmsOnlineHook, service: str, country: int, wants: Asked | None, known: str | None = None
-) -> ActivationPending:
-    """The record written before getNumber: what getActiveActivations lists now (``known``: the
-    lease's hint on the rent family's listing, not used here)."""
+def _pending(hook: SmsOnlineHook, service: str, country: int, wants: Asked | None) -> ActivationPending:
+    """The record written before getNumber: what getActiveActivations lists now."""
     try:
         snapshot: tuple[int, ...] | None = tuple(row.id for row in hook.get_active_activations())
     except SmsOnlineError as error:
@@ -166,7 +189,7 @@ def _pending(
     started = _now()
     return ActivationPending(
         started=started,
-        until=started + timedelta(seconds=_window_of(hook)),
+        until=started + timedelta(seconds=_window_of(hook) + SETTLED),
         snapshot=snapshot,
         service=service,
         country=country,
@@ -175,9 +198,13 @@ def _pending(
 
 
 def _done(ledger: ChargeLedger, account: str, activation: Activation, asked: Asked | None) -> None:
+    intent = intent_key(account, ledger.key)
+    # Noted first: other task instances' reconciliation skips it, as a rental's answered intent.
+    ledger.store.set(intent, {"owner": ledger.key, "answered": activation.id})
     claim = claim_key(account, activation.id)
     ledger.store.set(claim, {"owner": ledger.key})
     _write(ledger, ActivationDone(activation=activation, claim=claim, asked=asked))
+    ledger._delete(intent)  # the call is resolved: its claim says whose the activation is
 
 
 def forget(ledger: ChargeLedger) -> None:
@@ -211,9 +238,83 @@ def _number_in_history(hook: SmsOnlineHook, activation_id: int, started: datetim
     from airflow_provider_smsonline.ledger.listing import HISTORY_MARGIN
 
     now = max(_now(), started)
-    rows = hook.get_activation_history(started - HISTORY_MARGIN, now + HISTORY_MARGIN)
+    try:
+        rows = hook.get_activation_history(started - HISTORY_MARGIN, now + HISTORY_MARGIN)
+    except SmsOnlineError as error:
+        if not error.retryable:
+            return None
+        # Retryable: a later try looks again; this one's failure names what it found.
+        raise ServerError(
+            f"activation {activation_id} may be this task instance's, but its number could not be "
+            f"read from getHistory ({error}); a retry looks again",
+            code=error.code,
+        ) from None
     number = next((row.number for row in rows if row.id == activation_id), "")
     return number if number.isdigit() else None
+
+
+#: Every other buy may be a rival: where Variables cannot be listed, no intent can be seen.
+ALL: list[ActivationPending | None] = [None]
+
+
+def _survey(
+    ledger: ChargeLedger, account: str, record: ActivationPending, lost_now: bool
+) -> tuple[set[int], list[ActivationPending | None]]:
+    """What other task instances announce: the activations their calls were answered with (held),
+    and their calls still unresolved whose windows met ours (rivals: each one's pending record, or
+    ``None`` when it cannot be read; :data:`ALL` when Variables cannot be listed)."""
+    prefix = intent_key(account, "")[: -len(digest_text("", 24))]
+    listed = ledger.store.keys(prefix)
+    if listed is None:
+        return set(), ALL
+    mine = intent_key(account, ledger.key)
+    ours_from, ours_to = record.started, (_now() if lost_now else record.until)
+    held: set[int] = set()
+    rivals: list[ActivationPending | None] = []
+    for key in listed:
+        if key == mine:
+            continue
+        intent = ledger.store.get(key)
+        answered = intent.get("answered")
+        if isinstance(answered, int) and not isinstance(answered, bool):
+            held.add(answered)
+            continue
+        started, until = _when(intent.get("started")), _when(intent.get("until"))
+        if started is None or until is None:
+            continue
+        if started - CLOCK_SKEW < ours_to and until + CLOCK_SKEW > ours_from:
+            try:
+                rival = activation_from_json(ledger.store.get(str(intent.get("owner"))))
+            except ValueError:
+                rival = None
+            rivals.append(rival if isinstance(rival, ActivationPending) else None)
+    return held, rivals
+
+
+def _could_make(rival: ActivationPending | None, row: ActiveActivation) -> bool:
+    """Whether a rival's getNumber can have bought ``row``: not if its snapshot holds it (it was
+    there before), nor if it asked for another service or country."""
+    if rival is None:
+        return True
+    if rival.snapshot is not None and row.id in rival.snapshot:
+        return False
+    return rival.service == row.service and row.country in (rival.country, None)
+
+
+def _nothing(ledger: ChargeLedger, lost_now: bool) -> None:
+    """Nothing new is this call's: a retry looks again (a lost answer), or the record goes."""
+    if lost_now:
+        log.info("getNumber's answer was lost and no new activation is listed yet; a retry looks again.")
+        return
+    log.info("No activation was bought by the earlier try: buying now.")
+    ledger.write(None)
+
+
+def _when(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _reconcile(
@@ -241,12 +342,22 @@ def _reconcile(
         and row.country in (country, None)
         and ledger.store.get(claim_key(account, row.id)).get("owner") in (None, ledger.key)
     ]
-    if not rows:
+    held, rivals = _survey(ledger, account, record, lost_now)
+    rows = [row for row in rows if row.id not in held]
+    if any(_could_make(rival, row) for rival in rivals for row in rows):
+        # Another task instance's getNumber was unresolved while ours was: it may have made these.
         if lost_now:
-            log.info("getNumber's answer was lost and no new activation is listed yet; a retry looks again.")
+            log.info("getNumber's answer was lost while others' were unresolved; a retry looks again.")
             return None
-        log.info("No activation was bought by the earlier try: buying now.")
-        ledger.write(None)
+        why = (
+            "other task instances' getNumber calls on the account cannot be seen (Airflow 3.1 and 3.2 "
+            "cannot list Variables)"
+            if rivals is ALL
+            else f"{len(rivals)} other task instance(s) on the account had a getNumber unresolved then"
+        )
+        raise _unresolved(ledger, why, sorted(row.id for row in rows))
+    if not rows:
+        _nothing(ledger, lost_now)
         return None
     ids = sorted(row.id for row in rows)
     if len(rows) > 1:

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 WINDOW_MARGIN = 2.0
 #: How often reconciliation looks again while waiting for another task instance's call.
 RIVAL_POLL_SECONDS = 0.1
+#: Seconds from writing a pending record in a charging turn to its call, at most: the ticket's
+#: settle time (ledger/lease.py) and its read-back.
+SETTLED = 1.0
 #: How often a retry reads its record again while an earlier try's call can still be answered.
 WINDOW_POLL_SECONDS = 0.5
 
@@ -161,16 +164,16 @@ def charge_once(
     ledger.prune_on_first_try(record)
 
     def prepare(known: str | None) -> Pending:
-        """The pending record: the account's snapshot, read in the turn (``known``: how the
-        account's rentals were last read, as the lease says)."""
+        """The pending record, written: the account's snapshot, read in the turn while its ticket
+        settles (``known``: how the account's rentals were last read, as the lease says)."""
         started = _now()
         if existing_id is None:
             listing, snapshot = snapshot_for_rent(hook, started, known=known)
         else:
             listing, snapshot = snapshot_for_renewal(hook, existing_id)
-        return Pending(
+        pending = Pending(
             started=started,
-            until=started,  # set just before the call
+            until=_now() + timedelta(seconds=_window(hook) + WINDOW_MARGIN),  # the call follows the settle
             snapshot=snapshot,
             rent_time=rent_time,
             renewing=existing_id,
@@ -178,16 +181,17 @@ def charge_once(
             asked=wants,
             listing=listing,
         )
+        ledger.write(pending, announce=False)  # announced once the turn is sure
+        return pending
 
     # The account's snapshot and the call, in this account's charging turn (ledger/lease.py).
     with charging_turn(ledger.store, account, ledger.key, hold=turn_seconds(hook), prepare=prepare) as turn:
-        lease, prepared = turn
+        lease, pending = turn
         if lease is not None and existing_id is None:
-            lease.listing = prepared.listing  # for the next taker
-        pending = replace(prepared, until=_now() + timedelta(seconds=_window(hook)))
-        ledger.write(pending)
+            lease.listing = pending.listing  # for the next taker
+        ledger.announce(pending)
         look = partial(_reconcile, ledger, hook, account, pending, lost_now=True)
-        rental, recovered = call_in_turn(lease, ledger, charge, look)
+        rental, recovered = call_in_turn(lease, ledger, charge, look, pending.until)
         if recovered:
             return rental, True
         # Noted first, and still in the turn: it keeps other task instances' reconciliation
@@ -200,7 +204,11 @@ def charge_once(
 
 
 def call_in_turn(
-    lease: Lease | None, ledger: ChargeLedger, call: Callable[[], T], reconcile: Callable[[], T | None]
+    lease: Lease | None,
+    ledger: ChargeLedger,
+    call: Callable[[], T],
+    reconcile: Callable[[], T | None],
+    until: datetime,
 ) -> tuple[T, bool]:
     """:func:`call_or_reconcile` in a charging turn (``lease``; ``None`` when turns are off): a lost
     answer that nothing explains yet keeps the lease until the call's window has closed (the call
@@ -209,7 +217,7 @@ def call_in_turn(
         return call_or_reconcile(ledger, call, reconcile)
     except OutcomeUnknownError:
         if lease is not None:
-            lease.keep()
+            lease.keep(until + CLOCK_SKEW)  # ``until``: the pending record's, the call's window
         raise
 
 

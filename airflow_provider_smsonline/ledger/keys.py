@@ -38,10 +38,11 @@ def account_id(endpoint: str, api_key: str) -> str:
     A truncated SHA-256 of the endpoint (scheme and host lower-cased, default port dropped) and
     the API key: two connections holding the same key share it, and it does not reveal the key.
     """
-    return _digest_text(f"{_normal_endpoint(endpoint)}\n{api_key}", 20)
+    return digest_text(f"{_normal_endpoint(endpoint)}\n{api_key}", 20)
 
 
-def _digest_text(text: str, length: int) -> str:
+def digest_text(text: str, length: int) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``text``."""
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
@@ -143,7 +144,7 @@ def named_key(account: str, rental_id: int) -> str:
 def namer_key(account: str, rental_id: int, record_key: str) -> str:
     """``rental_id`` was named in the failure of the record named ``record_key``: one per namer,
     so two failures naming one rental at once never overwrite each other's mark."""
-    return f"{named_key(account, rental_id)}__{_digest_text(record_key, 24)}"
+    return f"{named_key(account, rental_id)}__{digest_text(record_key, 24)}"
 
 
 def intent_prefix(account: str) -> str:
@@ -153,9 +154,9 @@ def intent_prefix(account: str) -> str:
 
 def intent_key(account: str, record_key: str) -> str:
     """The intent of the record named ``record_key``: a charging call whose answer is not in yet."""
-    return intent_prefix(account) + _digest_text(record_key, 24)
+    return intent_prefix(account) + digest_text(record_key, 24)
 
 
 def is_intent_of(key: str, record_key: str) -> bool:
     """Whether ``key`` is the intent of the record named ``record_key`` (on any account)."""
-    return key.startswith(CLAIM_PREFIX) and key.endswith("__pending__" + _digest_text(record_key, 24))
+    return key.startswith(CLAIM_PREFIX) and key.endswith("__pending__" + digest_text(record_key, 24))

@@ -74,6 +74,9 @@ SETTLE_SECONDS = 0.25
 POLL_SECONDS = 0.1
 #: Seconds a task instance waits for the lease, by default, before failing (charging nothing).
 DEFAULT_WAIT_SECONDS = 120.0
+#: Seconds before its expiry a lease is read before it is given back (another try may hold it
+#: after its expiry, whose ticket must not be overwritten).
+RELEASE_MARGIN = 5.0
 #: Seconds a lease lasts, by default (:func:`take`'s ``hold``).
 TAKING_SECONDS = 60.0
 
@@ -156,6 +159,8 @@ class Lease:
     prepared: Any = None
     kept: bool = False
     released: bool = False
+    #: When (``time.monotonic()``) this try's ticket expires.
+    expires: float = float("inf")
 
     def _value(self, until: datetime) -> dict[str, Any]:
         return {
@@ -169,9 +174,15 @@ class Lease:
         """Whether the lease still holds this try's ticket."""
         return self.store.get(self.key).get("ticket") == self.ticket
 
-    def keep(self) -> None:
-        """Leave the lease to expire by time (the call's answer was lost and nothing shows yet)."""
+    def keep(self, until: datetime) -> None:
+        """Leave the lease to expire by time, at ``until`` (the lost call's window and the clocks'
+        skew): the call's answer was lost and nothing shows yet."""
         self.kept = True
+        try:
+            if self.mine():
+                self.store.set(self.key, self._value(until))
+        except Exception:  # it expires at the turn's end instead
+            log.warning("Could not keep the charging lease %s until %s", self.key, until, exc_info=True)
 
     def release(self) -> None:
         """Give the lease back (once), unless another try holds it now or it is kept: what is left
@@ -180,7 +191,8 @@ class Lease:
             return
         self.released = True
         try:
-            if self.mine():
+            # Well before its expiry no other try can hold it: no need to read it first.
+            if _monotonic() < self.expires - RELEASE_MARGIN or self.mine():
                 self.store.set(self.key, {"listing": self.listing} if self.listing else {})
         except Exception:  # it expires by time: never fail a task that has paid for giving it back
             log.warning(
@@ -221,6 +233,7 @@ def take(
                 log.info("Waiting for the account's charging lease, held by %s until %s", seen, until)
         else:
             store.set(key, lease._value(_now() + timedelta(seconds=hold)))
+            lease.expires = _monotonic() + hold
             settled = _monotonic() + SETTLE_SECONDS
             lease.prepared = prepare(lease.listing) if prepare is not None else None
             _sleep(max(0.0, settled - _monotonic()))

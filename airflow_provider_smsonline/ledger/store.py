@@ -157,9 +157,10 @@ class ChargeLedger:
                 "account's rentals, then delete the Variable to let the task charge again"
             ) from None
 
-    def write(self, record: Record | None) -> None:
+    def write(self, record: Record | None, *, announce: bool = True) -> None:
         """Replace this run's record (``None`` removes it), announcing a pending call's intent
-        and removing what the old record owned that the new one does not."""
+        (unless ``announce`` is false: :meth:`announce` does it later) and removing what the old
+        record owned that the new one does not."""
         before = owned_keys(self.store.get(self.key))
         if record is None:
             self._forget(self.key, before)
@@ -167,9 +168,15 @@ class ChargeLedger:
         now = datetime.now(timezone.utc)
         data = record_to_json(record, task=self.task.to_json(), at=now)
         self.store.set(self.key, data)
+        if announce:
+            self.announce(record)
+        self._release(before - owned_keys(data))
+
+    def announce(self, record: Record) -> None:
+        """Announce a pending record's call to other task instances (its intent): just before the
+        call, once this try's charging turn is sure (a try that lost the turn announces nothing)."""
         if isinstance(record, Pending) and record.intent:
             self.store.set(record.intent, intent_to_json(self.key, record))
-        self._release(before - owned_keys(data))
 
     def answered(self, record: Pending, rental_id: int) -> None:
         """Note in this run's intent which rental its call was answered with: the first thing
