@@ -233,7 +233,7 @@ def test_webhooks_through_the_api_server_fire_the_watch_at_once_and_the_poll_cat
             sent = time.monotonic()
             sandbox.deliver_code(activation, "246810", "Your code is 246810")  # posted to the hook
             wait_for("the sensor's wake-up", lambda: sensor_state(home) != "deferred", 60, triggerer)
-            latencies.append(time.monotonic() - sent)
+            woken_after = time.monotonic() - sent
             wait_for("the sensor's success", lambda: sensor_state(home) == "success", 120, scheduler)
             code_xcom = query(
                 home, "SELECT value FROM xcom WHERE dag_id = 'activation_pushed' AND key = 'return_value'"
@@ -268,12 +268,15 @@ def test_webhooks_through_the_api_server_fire_the_watch_at_once_and_the_poll_cat
 
     print(f"timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
     print(
-        f"webhook -> asset event (s), then -> activation sensor woken: {[round(x, 2) for x in latencies]}; "
-        f"getRentStatus: {calls_pushed}"
+        f"webhook -> asset event (s): {[round(x, 2) for x in latencies]}; getRentStatus: {calls_pushed}; "
+        f"activation webhook -> sensor woken: {woken_after:.2f} s"
     )
     assert [p["sms"]["text"] for p in pushed_events] == ["Your code: 111111", "Lunch at noon?", "code 222222"]
     assert [p["code"] for p in pushed_events] == ["111111", None, "222222"]
-    assert max(latencies) < 5.0, latencies  # the poll would take 600 s, for the SMS and the code
+    assert max(latencies) < 5.0, latencies  # the poll would take 600 s
+    # The code: posted, hinted, looked at, and the trigger's event stored by the triggerer in this
+    # SQLite home (the sensor's state leaves "deferred"); its poll would take 600 s.
+    assert woken_after < 10.0, woken_after
     assert forged_state == "deferred" and statuses_forged == 0  # forged posts: no code, no getStatus
     assert json.loads(code_xcom[0][0]) == {"code": "246810", "text": None}
     assert calls_pushed <= 2 * 3  # at most two getRentStatus per SMS
