@@ -80,16 +80,18 @@ faults: $(STAMP)
 	$(BIN)/python scripts/fault_run.py --tasks 200 --fault-rate 0.3 --kills 3 --seed 7 --parallelism 4
 
 ## faults-celery: the fault-injection proof on PostgreSQL, Redis and the CeleryExecutor (two workers
-## of two slots, one crashed mid-run and restarted), rentals, renewals and activations; installs
-## Debian's postgresql and redis-server when missing (root + apt-get)
+## of two slots, one crashed mid-run and restarted), rentals, renewals and activations, the first 6
+## rental answers lost together; every task instance must succeed; installs Debian's postgresql and
+## redis-server when missing (root + apt-get)
 faults-celery: $(STAMP)
 	scripts/ensure_services.sh
-	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --activations 20 --seed 7
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --activations 20 --seed 7 \
+		--burst 6 --retries 5 --require-success
 
-## faults-pool: the same with the charging tasks in a pool of one slot per account (no ambiguity)
+## faults-pool: the same without charging turns, the charging tasks in a pool of one slot per account
 faults-pool: $(STAMP)
 	scripts/ensure_services.sh
-	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --seed 7 --pool 1
+	$(BIN)/python scripts/faults_celery.py --tasks 100 --fault-rate 0.3 --kills 3 --seed 7 --pool 1 --no-lease
 
 ## faults-big: the same proof at 1,000 rentals
 faults-big: $(STAMP)

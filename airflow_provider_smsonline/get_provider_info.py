@@ -153,7 +153,8 @@ def get_provider_info() -> dict[str, Any]:
         # [smsonline]: read by the webhook receiver (api-server), webhook_url() and the triggerer.
         "config": {
             "smsonline": {
-                "description": "SMS.online provider: the webhook that wakes the waits on a rental at once.",
+                "description": "SMS.online provider: the webhook that wakes the waits on a rental at once, "
+                "and the SMS.online page in the UI.",
                 "options": {
                     "webhook_secret": {
                         "description": "Secret from which the webhook URL's token is derived "
@@ -168,6 +169,24 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "a-long-random-string-from-secrets.token_urlsafe",
                         "default": None,
                         "sensitive": True,
+                    },
+                    "account_page": {
+                        "description": "Whether the api-server shows the page Browse > SMS.online (the "
+                        "balance, rentals, activations and spend of each SMS.online connection a user may "
+                        "read) and mounts its routes at /smsonline-account.",
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "account_page_connections": {
+                        "description": "Connection ids the SMS.online page shows besides those Airflow "
+                        "lists (the metadata DB's and AIRFLOW_CONN_* variables of type smsonline), "
+                        "comma-separated: for connections kept in a secrets backend.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "smsonline_team_a,smsonline_team_b",
+                        "default": "",
                     },
                     "charge_lease": {
                         "description": "Charging calls on one SMS.online account take turns across "

@@ -218,6 +218,10 @@ def run_cell(cell: Cell, work: Path, wheel: Path, dags: Path, driver_args: list[
         real = [r for r in runs["runs"] if r.get("mode") == "triggerer"]
         cell.ran = f"{len(db)} DAGs" + (f"; wait with {', '.join(others)}" if others else "")
         cell.ran += "; real triggerer" if real else ""
+        page = runs.get("account_page") or {}
+        cell.ran += (
+            "; page rendered" if page.get("rendered") else ("; page mounted" if "balance" in page else "")
+        )
     cell.seconds["total"] = round(time.monotonic() - started, 1)
     print(f"[{cell.name}] {cell.status} in {cell.seconds['total']:.0f} s", flush=True)
     return cell

@@ -1,7 +1,8 @@
 # Runs inside one compatibility-matrix venv (its python, the built wheel installed, no checkout
 # on sys.path): every example DAG through `airflow dags test` against the sandbox, the
 # connection stored in the metadata DB; then the deferrable wait again with the connection
-# read from an environment variable and from a secrets backend. Standard library + the wheel.
+# read from an environment variable and from a secrets backend; then the account page on a real
+# api-server, rendered by headless chromium. Standard library + the wheel.
 """Run the example DAGs for real against the sandbox and report what happened as JSON."""
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -159,6 +163,126 @@ def check_plugin(airflow: Any) -> list[str]:
     return []
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process's group (the api-server's workers are in it), SIGKILL after 30 s."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _fetch(url: str, timeout: float = 120) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return _fetch(url, 5)[0] == 200
+    except OSError:  # not listening yet
+        return False
+
+
+def check_account_page(airflow: Any) -> dict[str, Any]:
+    """The account page mounts on this Airflow: an api-server (every user an admin) lists it in
+    its plugins, serves its code, answers its data for the connection in the metadata DB, and
+    headless chromium, opening the page's path in the UI, renders the account with its balance.
+    Every answer and the rendered page are checked for the key."""
+    port = free_port()
+    env = airflow.environ()
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
+    base = f"http://127.0.0.1:{port}"
+    result: dict[str, Any] = {"problems": []}
+    problems: list[str] = result["problems"]
+    started = time.monotonic()
+    out = airflow.home / "account-page-api-server.out"
+    with out.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=airflow.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: _answers(base + "/api/v2/monitor/health"), 180, "the API server did not answer")
+        answers = []
+        status, body = _fetch(base + "/api/v2/plugins")
+        answers.append(body)
+        apps = (
+            [a for p in json.loads(body).get("plugins", []) for a in p.get("react_apps", [])]
+            if status == 200
+            else []
+        )
+        page = next((a for a in apps if a.get("name") == "SMS.online"), None)
+        if page is None or page.get("url_route") != "smsonline":
+            problems.append(f"the page is not among the UI's React apps: {status} {body[-300:]}")
+        else:
+            status, code = _fetch(urllib.parse.urljoin(base + "/", page["bundle_url"]))
+            if status != 200 or 'globalThis["SMS.online"]' not in code:
+                problems.append(f"the page's code is not served: {status}")
+        data = {}
+        for part in ("summary", "rentals"):
+            status, body = _fetch(f"{base}/smsonline-account/api/connections/{CONN_ID}/{part}")
+            answers.append(body)
+            data[part] = json.loads(body) if status == 200 else {}
+            if status != 200 or data[part].get("error"):
+                problems.append(f"its {part} did not read: {status} {body[-300:]}")
+        balance = data["summary"].get("balance")
+        result["balance"] = balance
+        result["rentals"] = len(data["rentals"].get("rentals", []))
+        result["paid_by_dags"] = sorted(
+            {r["paid_by"]["dag_id"] for r in data["rentals"].get("rentals", []) if r.get("paid_by")}
+        )
+        browser = shutil.which("chromium")
+        if browser is None:
+            note = "chromium not installed: the page was not rendered"
+            (problems if os.environ.get("CI") else result.setdefault("notes", [])).append(note)
+        else:
+            dom = subprocess.run(
+                [
+                    browser,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--virtual-time-budget=30000",
+                    "--dump-dom",
+                    f"{base}/plugin/smsonline",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            ).stdout
+            answers.append(dom)
+            result["rendered"] = f"SMS.online account of {CONN_ID}" in dom and f">{balance}<" in dom
+            if not result["rendered"]:
+                problems.append(f"chromium did not render the account with its balance {balance!r}")
+        if any(form in text for text in answers for form in KEY_FORMS):
+            problems.append("the API key appears in the page or its answers")
+    except (TimeoutError, OSError, ValueError) as error:
+        problems.append(str(error))
+    finally:
+        stop([server])
+    result["seconds"] = round(time.monotonic() - started, 1)
+    if problems:
+        result["output_tail"] = out.read_text(errors="replace")[-3000:]
+    return result
+
+
 def run_with_triggerer(airflow: Any, dag_id: str, seconds: float = 420) -> dict[str, Any]:
     """Run ``dag_id`` as a deployment does: API server, scheduler, DAG processor and a real
     triggerer, whose trigger-runner subprocess talks to its supervisor over Airflow's socket
@@ -240,16 +364,7 @@ def run_with_triggerer(airflow: Any, dag_id: str, seconds: float = 420) -> dict[
         result["state"] = None
         result["error"] = str(error)
     finally:
-        for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(list(processes.values()))
     result["seconds"] = round(time.monotonic() - started, 1)
     logs = outputs["triggerer"].read_text(errors="replace")
     logs += "".join(p.read_text(errors="replace") for p in (airflow.home / "logs").rglob("*.log"))
@@ -366,6 +481,14 @@ def main() -> int:
             waited |= record(dag_id, "db", dags_test(airflow, dag_id, args.timeout), started, deliverer)
         if not waited:
             report["problems"].append("no example DAG waited for an SMS in the trigger")
+        page = check_account_page(airflow)
+        report["account_page"] = page
+        report["problems"] += [f"account page: {p}" for p in page["problems"]]
+        print(
+            f"  account page: {page['problems'] or 'OK'} (balance {page.get('balance')}, "
+            f"{page.get('rentals')} rentals, paid by {page.get('paid_by_dags')}, {page['seconds']} s)",
+            flush=True,
+        )
         if args.triggerer:
             # A home of its own: `dags test` leaves its finished triggers in the DB, and a real
             # triggerer would resume them.

@@ -433,6 +433,15 @@ def test_wheel_holds_the_license_and_py_typed(built: Built) -> None:
 
 
 @pytest.mark.slow
+def test_wheel_holds_the_account_pages_code_as_it_is_in_the_source(built: Built) -> None:
+    from airflow_provider_smsonline.account import BUNDLE
+
+    source = ROOT / "airflow_provider_smsonline" / "account" / "static" / BUNDLE
+    with zipfile.ZipFile(built.wheel) as archive:
+        assert archive.read(f"airflow_provider_smsonline/account/static/{BUNDLE}") == source.read_bytes()
+
+
+@pytest.mark.slow
 def test_wheel_metadata_has_the_spdx_license_urls_and_classifiers(built: Built) -> None:
     metadata = wheel_metadata(built.wheel)
     assert metadata["License-Expression"] == "Apache-2.0"

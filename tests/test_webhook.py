@@ -515,9 +515,12 @@ def test_after_a_hint_that_found_nothing_the_wait_looks_again_and_not_after_foun
 def test_the_plugin_mounts_nothing_without_a_secret_and_the_receiver_with_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from airflow_provider_smsonline import account
     from airflow_provider_smsonline.webhook import plugin
 
     monkeypatch.setattr(sys, "argv", ["airflow", "api-server"])
+    monkeypatch.setenv("AIRFLOW__SMSONLINE__ACCOUNT_PAGE", "False")  # the page's app aside
+    monkeypatch.setattr(account, "_apps", None)
     monkeypatch.delenv("AIRFLOW__SMSONLINE__WEBHOOK_SECRET", raising=False)
     monkeypatch.setattr(plugin, "_built", None)
     assert plugin.SmsOnlineWebhookPlugin().fastapi_apps == []

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from airflow_provider_smsonline import policy, protocol
+from airflow_provider_smsonline import metrics, policy, protocol
 from airflow_provider_smsonline._compat import aget_connection
 from airflow_provider_smsonline.exceptions import SmsOnlineError
 from airflow_provider_smsonline.policy import AnswerTooLarge, BodyCap, ClientConfig, Failure, Request
@@ -294,8 +294,10 @@ class AsyncSmsOnlineClient:
             result = policy.conclude(status, body, config, parse)
         except SmsOnlineError as error:
             problem = policy.settle(config, request, error)
+            metrics.api_call(request.action, time.monotonic() - started, problem)
         else:
             log.debug("%s answered in %.3f s", request.action, time.monotonic() - started)
+            metrics.api_call(request.action, time.monotonic() - started)
             return result
         raise problem
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_smsonline import policy, protocol, validation
+from airflow_provider_smsonline import metrics, policy, protocol, validation
 from airflow_provider_smsonline.exceptions import (
     CancelNotAllowedError,
     EarlyCancelDeniedError,
@@ -135,6 +135,7 @@ class SmsOnlineHook(BaseHook):
                 result = policy.conclude(status, body, config, parse)
             except SmsOnlineError as error:
                 problem = policy.settle(config, request, error)
+                metrics.api_call(request.action, time.monotonic() - started, problem)
                 delay = policy.retry_delay(config, request, problem, attempt)
                 if delay is None:
                     raise problem from None
@@ -149,13 +150,16 @@ class SmsOnlineHook(BaseHook):
                 time.sleep(delay)
                 continue
             self.log.debug("%s answered in %.3f s", request.action, time.monotonic() - started)
+            metrics.api_call(request.action, time.monotonic() - started)
             return result
 
     # ------------------------------------------------------------------ the API
 
     def get_balance(self) -> Decimal:
         """The account's balance (getBalance), e.g. ``Decimal('123.45')``."""
-        return self._call(protocol.get_balance_params(), protocol.parse_balance)
+        balance = self._call(protocol.get_balance_params(), protocol.parse_balance)
+        metrics.balance(self.smsonline_conn_id, balance)
+        return balance
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove the key with getBalance; the message is shown in the UI and never holds the key."""

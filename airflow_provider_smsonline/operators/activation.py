@@ -73,6 +73,7 @@ class ActivateNumberOperator(NewNumberOperator):
 
     xcom_keys = XCOM_KEYS
     bought = "activation"
+    charge_kind = "activation"
 
     def _charge_once(
         self, ledger: ChargeLedger, hook: SmsOnlineHook, args: dict[str, Any]
@@ -101,9 +102,16 @@ class ActivateNumberOperator(NewNumberOperator):
         from airflow_provider_smsonline.ledger.activation import forget
 
         outcome = hook.end_activation(item.id)
+        _released(outcome)
         if outcome in ("cancelled", "ended"):
             forget(ledger)
         return outcome
+
+    def _cost(self, hook: SmsOnlineHook, item: Activation, args: dict[str, Any]) -> Decimal | None:
+        """The answer's cost (getNumberV2), else ``activationCost`` in getActiveActivations."""
+        if item.cost is not None:
+            return item.cost
+        return next((row.cost for row in hook.get_active_activations() if row.id == item.id), None)
 
     def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
         # protocol loads when a task runs, not at DAG parse (docs/benchmarks.rst: the parse row)
@@ -135,6 +143,7 @@ class CompleteActivationOperator(OneCall, SmsOnlineBaseOperator):
         self._call(
             lambda hook, activation_id: hook.complete_activation(activation_id), "Activation %s completed"
         )
+        _released("completed")
 
 
 class CancelActivationOperator(CompleteActivationOperator):
@@ -150,4 +159,12 @@ class CancelActivationOperator(CompleteActivationOperator):
         activation_id = self._rendered()["activation_id"]
         with self.hook() as hook:
             outcome = self._api(lambda: hook.end_activation(activation_id))
+        _released(outcome)
         self.log.info("Activation %s: %s", activation_id, outcome)
+
+
+def _released(outcome: str) -> None:
+    # metrics load when a task runs, not at DAG parse
+    from airflow_provider_smsonline import metrics
+
+    metrics.released("activation", outcome)

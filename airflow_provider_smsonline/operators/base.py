@@ -307,6 +307,8 @@ class ChargingOperator(SmsOnlineBaseOperator):
     xcom_keys: tuple[str, ...] = ()
     #: What is bought, as a log line says it ("rental", "activation").
     bought: str = ""
+    #: The charge, as the metrics tag it (``kind``: "rental", "renewal", "activation").
+    charge_kind: str = ""
 
     def __init__(
         self,
@@ -333,6 +335,8 @@ class ChargingOperator(SmsOnlineBaseOperator):
             item, charged = self._api(
                 lambda: self._charge_once(ledger, hook, args), passthrough=OutcomeUnknownError
             )
+            if charged:
+                self._report_charge(hook, item, args)
             result = self._result(item)
             try:
                 self._push(context, result, self.xcom_keys)
@@ -368,6 +372,23 @@ class ChargingOperator(SmsOnlineBaseOperator):
 
     def _check_paid(self, context: Context, hook: SmsOnlineHook, item: Any, limit: Decimal) -> None:
         """After paying with ``max_price`` set: a check of what it cost (default: none)."""
+
+    def _cost(self, hook: SmsOnlineHook, item: Any, args: dict[str, Any]) -> Decimal | None:
+        """What the purchase cost, as SMS.online states it (``None``: not stated). May read the
+        API once; a failure raises."""
+        return None
+
+    def _report_charge(self, hook: SmsOnlineHook, item: Any, args: dict[str, Any]) -> None:
+        """Send the charge and its cost as metrics (:mod:`airflow_provider_smsonline.metrics`);
+        a cost that cannot be read is left out, never fails the task."""
+        from airflow_provider_smsonline import metrics  # as in fail_or_retry
+
+        try:
+            cost = self._cost(hook, item, args)
+        except Exception as error:  # a metric never fails a task that has paid
+            self.log.info("What %s %s cost is unknown (%s); no spend metric", self.bought, item.id, error)
+            cost = None
+        metrics.charged(self.charge_kind, self.dag_id, cost)
 
     def _result(self, item: Any) -> dict[str, Any]:
         """What is pushed: the purchase's ``to_xcom()`` (a rental's or an activation's)."""

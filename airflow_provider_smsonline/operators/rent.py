@@ -130,10 +130,17 @@ class RentNumberOperator(_Renting, NewNumberOperator):
             ledger, hook, lambda: hook.get_rent_number(**call_args), rent_time=args["rent_time"], asked=asked
         )
 
+    charge_kind = "rental"
+
     def _release(self, hook: SmsOnlineHook, ledger: ChargeLedger, item: Rental) -> str | None:
         hook.cancel_rent(item.id)
+        _released("cancelled")
         ledger.write(None)
         return "cancelled for a refund"
+
+    def _cost(self, hook: SmsOnlineHook, item: Rental, args: dict[str, Any]) -> Decimal | None:
+        """The rental's ``price`` in getRentList (asked with its id)."""
+        return next((row.price for row in hook.get_rent_list(item.id) if row.id == item.id), None)
 
     def _what(self, args: dict[str, Any]) -> str:
         hours = f"{args['rent_time']} hours" if args["rent_time"] else "the default period"
@@ -167,6 +174,7 @@ class RentNumberOperator(_Renting, NewNumberOperator):
             hook.cancel_rent(rent_id)
         except SmsOnlineError as error:
             raise AirflowFailException(f"{problem}; cancelling it failed: {error}; not retrying") from None
+        _released("cancelled")
         self._ledger(context).write(None)
         raise AirflowFailException(f"{problem}; it was cancelled for a refund; not retrying")
 
@@ -174,6 +182,13 @@ class RentNumberOperator(_Renting, NewNumberOperator):
 def _check_webhook(webhook: object, webhook_url: object) -> None:
     if not isinstance(webhook, bool) or (webhook and webhook_url is not None):
         raise ValueError(f"webhook must be True or False, and True only without webhook_url, got {webhook!r}")
+
+
+def _released(outcome: str) -> None:
+    # metrics load when a task runs, not at DAG parse
+    from airflow_provider_smsonline import metrics
+
+    metrics.released("rental", outcome)
 
 
 def _own_webhook_url(task_id: str) -> str:
@@ -232,6 +247,13 @@ class ContinueRentOperator(_Renting, ChargingOperator):
             asked={"rent_id": args["rent_id"], "rent_time": args["rent_time"]},
         )
 
+    charge_kind = "renewal"
+
+    def _cost(self, hook: SmsOnlineHook, item: Rental, args: dict[str, Any]) -> Decimal | None:
+        """getContinueRentPrice of the same hours, asked right after: the price just paid (the
+        renewal's answer states none)."""
+        return hook.get_continue_rent_price(item.id, args["rent_time"])
+
     def _check_price(self, hook: SmsOnlineHook, args: dict[str, Any], limit: Decimal) -> None:
         price = hook.get_continue_rent_price(args["rent_id"], args["rent_time"])
         if price > limit:
@@ -256,6 +278,7 @@ class FinishRentOperator(OneCall, SmsOnlineBaseOperator):
 
     def execute(self, context: Context) -> None:
         self._call(lambda hook, rent_id: hook.finish_rent(rent_id), "Rental %s finished")
+        _released("finished")
 
 
 class CancelRentOperator(FinishRentOperator):
@@ -276,10 +299,12 @@ class CancelRentOperator(FinishRentOperator):
     def execute(self, context: Context) -> None:
         if not self.finish_if_too_late:
             self._call(lambda hook, rent_id: hook.cancel_rent(rent_id), "Rental %s cancelled")
+            _released("cancelled")
             return
         rent_id = self._rendered()["rent_id"]
         with self.hook() as hook:
             outcome = self._api(lambda: hook.release_rent(rent_id))
+        _released(outcome)
         if outcome == "finished":
             self.log.info("Rental %s could no longer be cancelled; finished instead", rent_id)
         else:

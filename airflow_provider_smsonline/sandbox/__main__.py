@@ -121,6 +121,15 @@ def _webhook_url(text: str) -> str:
     return checked
 
 
+_READINGS_HELP = {
+    "webhook_param": "the name getRentNumber reads a rental's webhook URL under: uri (the webhooks page) or "
+    "url (the peers')",
+    "rent_list": "getRentList: id-one (an id required, only that rental listed), id-all (an id required, "
+    "every rental listed) or no-id (the prose: every rental, no id)",
+    "resend_status": "how getStatus spells 'waiting for SMS to be resent'",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's options."""
     parser = argparse.ArgumentParser(
@@ -190,26 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         "where SMS.online's pages contradict themselves, which reading to play (the default: the "
         "strictest documented one)",
     )
-    readings.add_argument(
-        "--webhook-param",
-        choices=CHOICES["webhook_param"],
-        default=STRICTEST.webhook_param,
-        help="the name getRentNumber reads a rental's webhook URL under: uri (the webhooks page) or "
-        "url (the peers')",
-    )
-    readings.add_argument(
-        "--rent-list",
-        choices=CHOICES["rent_list"],
-        default=STRICTEST.rent_list,
-        help="getRentList: id-one (an id required, only that rental listed), id-all (an id required, "
-        "every rental listed) or no-id (the prose: every rental, no id)",
-    )
-    readings.add_argument(
-        "--resend-status",
-        choices=CHOICES["resend_status"],
-        default=STRICTEST.resend_status,
-        help="how getStatus spells 'waiting for SMS to be resent'",
-    )
+    for switch, explained in _READINGS_HELP.items():
+        readings.add_argument(
+            "--" + switch.replace("_", "-"),
+            choices=CHOICES[switch],
+            default=getattr(STRICTEST, switch),
+            help=explained,
+        )
     parser.add_argument(
         "--allow-remote",
         action="store_true",

@@ -71,6 +71,17 @@ END_DATE = Text(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "a date such as 2025-05-10T12
 SMS_DATE = Text(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "a date such as 2025-05-30 14:04:16, no zone")
 INTEGER = Number(integer=True)
 RENTAL: Shape = {"status": SUCCESS, "phone": {"id": INTEGER, "endDate": END_DATE, "number": DIGITS}}
+#: getRentHistory's and getHistory's rows (the pages: the same shape for both).
+HISTORY_ROWS: Shape = ListOf(
+    {
+        "id": INTEGER,
+        "date": SMS_DATE,
+        "phone": DIGITS,
+        "sms": Text(r"\[.*\]", "a JSON list of texts, as a string"),
+        "cost": Number(),
+        "status": DIGITS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -142,16 +153,7 @@ DOCUMENTED: Mapping[str, Documented] = MappingProxyType(
             Documented(
                 GET_RENT_HISTORY,
                 _DOCS + "getRentHistory",
-                ListOf(
-                    {
-                        "id": INTEGER,
-                        "date": SMS_DATE,
-                        "phone": DIGITS,
-                        "sms": Text(r"\[.*\]", "a JSON list of texts, as a string"),
-                        "cost": Number(),
-                        "status": DIGITS,
-                    }
-                ),
+                HISTORY_ROWS,
                 when_empty="[] (the leanest form; undocumented)",
             ),
             # getHistory: getRentHistory's parameters and shape (its page says so); the sandbox's
@@ -159,16 +161,7 @@ DOCUMENTED: Mapping[str, Documented] = MappingProxyType(
             Documented(
                 GET_HISTORY,
                 _DOCS + "getHistory",
-                ListOf(
-                    {
-                        "id": INTEGER,
-                        "date": SMS_DATE,
-                        "phone": DIGITS,
-                        "sms": Text(r"\[.*\]", "a JSON list of texts, as a string"),
-                        "cost": Number(),
-                        "status": DIGITS,
-                    }
-                ),
+                HISTORY_ROWS,
                 when_empty="[] (the leanest form; undocumented)",
             ),
             # The activation family: names from SMS.online's pages, plain-text answers the shared

@@ -15,6 +15,7 @@ import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_smsonline import metrics
 from airflow_provider_smsonline.protocol import (
     STATUS_CANCEL,
     STATUS_WAIT_CODE,
@@ -161,6 +162,7 @@ class ActivationCodeTrigger(PollingTrigger):
         if code is None:
             return None
         self.log.info("Activation %s: a code arrived", self.activation_id)
+        metrics.sms_event("activation")
         return {"status": "success", "code": code, "text": state.text}
 
 

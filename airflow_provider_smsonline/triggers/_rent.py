@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_smsonline import metrics
 from airflow_provider_smsonline.exceptions import RentalExpiredError, SmsOnlineError
 from airflow_provider_smsonline.protocol import SmsWalk
 from airflow_provider_smsonline.protocol.matching import passed_over_note
@@ -130,6 +131,7 @@ class RentSmsTrigger(PollingTrigger):
             page = walk.feed(await client.get_rent_status(self.rent_id, page=page, size=walk.page_size))
         if walk.match is not None:
             self.log.info("Rental %s: an SMS from %s matched", self.rent_id, walk.match.sms.phone_from)
+            metrics.sms_event("wait", walk.match.sms.date)
             return {"status": "success", **walk.match.to_xcom()}
         if ended:
             message = f"rental {self.rent_id} ended at {self.end_date} before a matching SMS arrived"

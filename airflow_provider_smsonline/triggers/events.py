@@ -193,6 +193,9 @@ class SmsReceivedTrigger(Polling, BaseEventTrigger):
 
     async def _watch(self, client: AsyncSmsOnlineClient, watch: _Watch) -> AsyncGenerator[TriggerEvent, None]:
         """Check, fire, record, wait; return when the client must be rebuilt (a refused call)."""
+        # the metrics module loads in the triggerer, not at DAG parse
+        from airflow_provider_smsonline import metrics
+
         failures = 0
         while True:
             try:
@@ -230,6 +233,7 @@ class SmsReceivedTrigger(Polling, BaseEventTrigger):
                 self.log.info(
                     "Rental %s: SMS %s from %s fires an event", self.rent_id, sms_id, sms.phone_from
                 )
+                metrics.sms_event("watch", sms.date)
                 yield TriggerEvent(self._payload(sms_id, sms))
             if newest != watch.known or watch.unsaved:
                 if fresh:

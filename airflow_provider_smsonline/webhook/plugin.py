@@ -75,16 +75,30 @@ def build_apps(config: Any = None) -> list[dict[str, Any]]:
 
 
 class SmsOnlineWebhookPlugin(AirflowPlugin):
-    """Mounts the SMS.online webhook receiver at ``/smsonline/webhook/<token>`` on the api-server.
+    """Mounts the SMS.online webhook receiver at ``/smsonline/webhook/<token>`` on the api-server,
+    and the account page ("SMS.online" under Browse; its routes at ``/smsonline-account``).
 
-    Mount nothing else: the app has no Airflow authentication (the token in the path is the
-    credential), so expose only ``/smsonline/webhook/`` through your reverse proxy.
+    The receiver has no Airflow authentication (the token in the path is the credential), so
+    expose only ``/smsonline/webhook/`` through your reverse proxy. The page's data routes take
+    Airflow's login.
     """
 
     name = "smsonline_webhook"
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
-        """The receiver (built on first read) on the api-server (and in ``airflow plugins``);
-        ``[]`` in any other process, or without a valid ``[smsonline] webhook_secret``."""
-        return build_apps() if on_api_server() else []
+        """The receiver (built on first read, without a valid ``[smsonline] webhook_secret`` none)
+        and the account page's routes (:mod:`airflow_provider_smsonline.account`), on the
+        api-server (and in ``airflow plugins``); ``[]`` in any other process."""
+        if not on_api_server():
+            return []
+        from airflow_provider_smsonline import account
+
+        return build_apps() + account.plugin_fastapi_apps()
+
+    @property
+    def react_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
+        """The account page, "SMS.online" under Browse in the navigation."""
+        from airflow_provider_smsonline import account
+
+        return account.plugin_react_apps()

@@ -14,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from airflow_provider_smsonline import metrics
 from airflow_provider_smsonline.protocol import WebhookCode, WebhookSms, parse_webhook
 from airflow_provider_smsonline.webhook import WEBHOOK_PATH
 from airflow_provider_smsonline.webhook.hints import ACTIVATION, RENTAL, HintKey, HintWriter
@@ -106,6 +107,7 @@ class WebhookReceiver:
             return
         status, body = await self._answer(scope, receive)
         self.counts[status] = self.counts.get(status, 0) + 1
+        metrics.webhook_post(status)
         payload = json.dumps(body).encode()
         await send(
             {
