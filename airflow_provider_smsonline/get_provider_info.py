@@ -158,7 +158,8 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "webhook_secret": {
                         "description": "Secret from which the webhook URL's token is derived "
-                        "(HMAC-SHA256; the URL never holds the secret). At least 16 characters. Set it "
+                        "(HMAC-SHA256; the URL never holds the secret). At least 16 characters, at "
+                        "least 8 of them different (a weaker one is refused where it is read). Set it "
                         "on the api-server (which then mounts the receiver at /smsonline/webhook/), "
                         "the triggerer (which then reads the webhook's hints) and wherever the URL is "
                         "built (RentNumberOperator(webhook=True) on the workers). Empty: no webhook, "

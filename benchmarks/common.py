@@ -81,6 +81,11 @@ class Row:
         return "-" if self.ok is None else ("met" if self.ok else "MISSED")
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile of sorted ``values`` (nearest rank); infinity when there are none."""
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))] if values else float("inf")
+
+
 def table(rows: Iterable[Row]) -> str:
     """The rows as a Markdown table (also readable as plain text)."""
     lines = [
@@ -260,14 +265,28 @@ def rent_numbers(url: str, count: int, threads: int = 4) -> list[int]:
     Setup, not measured: stdlib ``http.client`` on kept-alive connections from a few threads (the
     fastest way to make 10,000 rentals here), each answer read by the provider's parser.
     """
+    from airflow_provider_smsonline import protocol
+
+    return buy_numbers(url, count, threads, protocol.get_rent_number_params("tg", 0), protocol.parse_rental)
+
+
+def activate_numbers(url: str, count: int, threads: int = 4) -> list[int]:
+    """Buy ``count`` activations (service tg, country 0) on the sandbox at ``url``; their ids, in
+    order (setup, as :func:`rent_numbers`)."""
+    from airflow_provider_smsonline import protocol
+
+    return buy_numbers(url, count, threads, protocol.get_number_params("tg", 0), protocol.parse_number)
+
+
+def buy_numbers(url: str, count: int, threads: int, params: Mapping[str, str], parse: Any) -> list[int]:
+    """Make ``count`` charging calls with ``params`` on the sandbox at ``url`` from ``threads``
+    threads on kept-alive connections; the ids ``parse`` reads from the answers, in order."""
     import http.client
     import threading
     from urllib.parse import urlencode, urlsplit
 
-    from airflow_provider_smsonline import protocol
-
     where = urlsplit(url)
-    target = f"{where.path}?" + urlencode({**protocol.get_rent_number_params("tg", 0), "api_key": API_KEY})
+    target = f"{where.path}?" + urlencode({**params, "api_key": API_KEY})
     ids: list[int] = [0] * count
     failures: list[BaseException] = []
 
@@ -277,7 +296,7 @@ def rent_numbers(url: str, count: int, threads: int = 4) -> list[int]:
             for index in range(start, count, threads):
                 connection.request("GET", target)
                 response = connection.getresponse()
-                ids[index] = protocol.parse_rental(response.status, response.read()).id
+                ids[index] = parse(response.status, response.read()).id
         except BaseException as exc:  # reported by the caller
             failures.append(exc)
         finally:
@@ -289,7 +308,7 @@ def rent_numbers(url: str, count: int, threads: int = 4) -> list[int]:
     for worker in workers:
         worker.join()
     if failures:
-        raise RuntimeError(f"renting {count} numbers on the sandbox failed: {failures[0]!r}")
+        raise RuntimeError(f"buying {count} numbers on the sandbox failed: {failures[0]!r}")
     return ids
 
 

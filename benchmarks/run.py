@@ -7,10 +7,12 @@
 
 Benchmarks, in order: ``parse`` (DAG parse cost), ``calls`` (call overhead), ``polls`` (CPU per
 poll of a waiting trigger beside bare httpx and aiohttp GETs), ``waits`` (10,000 waiting rentals
-in one event loop), ``throughput`` (rentals per second), ``activation_waits`` and ``push``
-(webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer CPU and DB reads) and
-``lease`` (rentals per second on one account through real Airflow tasks with charging turns,
-without them, and with a pool of one slot).
+in one event loop), ``throughput`` (rentals per second), ``activation_waits``, ``activation_scale``
+(200 and 2,000 activation waits on one account: API calls a second, code-to-event delay by poll
+and by push), ``push`` (webhook hints vs polling: SMS-to-event delay, calls per SMS, triggerer
+CPU and DB reads), ``lease`` (rentals per second on one account through real Airflow tasks with
+charging turns, without them, and with a pool of one slot) and ``history`` (getRentHistory as
+the safety net of 10,000 kept rentals).
 providers-http (and httpx, should Airflow not have brought it) are installed for the comparisons
 when missing, into a directory of their own outside the venv (``benchmarks/common.py``: ``DEPS``).
 """
@@ -32,8 +34,10 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="smsonline-bench-a
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from benchmarks import (  # noqa: E402
+    activation_scale,
     activation_wait,
     call_overhead,
+    history_scan,
     lease,
     parse_cost,
     poll_cost,
@@ -50,8 +54,10 @@ BENCHMARKS = {
     "waits": waits.run,
     "throughput": throughput.run,
     "activation_waits": activation_wait.run,
+    "activation_scale": activation_scale.run,
     "push": push.run,
     "lease": lease.run,
+    "history": history_scan.run,
 }
 
 

@@ -191,7 +191,7 @@ def test_the_documented_check_tells_a_mounted_receiver_a_wrong_secret_and_none(t
         tmp_path / "mounted", tmp_path / "dags", env={"AIRFLOW__SMSONLINE__WEBHOOK_SECRET": secret}
     )
     with mounted:
-        assert answer(mounted, secret).startswith('{"error": "body must be SMS.online\'s webhook: ')
+        assert answer(mounted, secret).startswith('{"error": "body must be one of SMS.online\'s webhooks, ')
         assert answer(mounted, secret[::-1]) == '{"error": "not found"}'
     with AirflowServer(tmp_path / "unmounted", tmp_path / "dags") as unmounted:
         assert answer(unmounted, secret) == '{"detail":"Method Not Allowed"}'

@@ -20,11 +20,27 @@ from airflow_provider_smsonline import webhook
 from airflow_provider_smsonline.sandbox import Sandbox
 from airflow_provider_smsonline.webhook import WebhookConfigError, news, webhook_token, webhook_url
 from airflow_provider_smsonline.webhook import hints as hints_module
-from airflow_provider_smsonline.webhook.hints import HINT_RING, HintWriter, decode_hints, merge_hints
+from airflow_provider_smsonline.webhook.hints import (
+    HINT_RING,
+    HintWriter,
+    decode_hints,
+    encode_hints,
+    merge_hints,
+)
 from airflow_provider_smsonline.webhook.logmask import TokenMaskFilter, install
 from airflow_provider_smsonline.webhook.receiver import RateLimit, WebhookReceiver
 
 SECRET = "0123456789abcdef-the-webhook-secret"
+
+
+def rental(rent_id: int) -> tuple[str, int]:
+    return (hints_module.RENTAL, rent_id)
+
+
+def activation(activation_id: int) -> tuple[str, int]:
+    return (hints_module.ACTIVATION, activation_id)
+
+
 TOKEN = webhook_token(SECRET)
 BODY = json.dumps(
     {"rentId": 1049, "sms": {"phoneFrom": 79999999999, "text": "Sms text", "date": "2025-01-01 12:00:00"}}
@@ -144,7 +160,7 @@ def test_a_webhook_as_documented_is_accepted_and_records_a_hint_for_its_rental(
 ) -> None:
     status, answer, _, _ = post(app)
     assert (status, answer) == (200, {"status": "ok"})
-    assert store.adds == [{1049}]
+    assert store.adds == [{rental(1049)}]
 
 
 def test_a_form_encoded_webhook_is_accepted_too(app: WebhookReceiver, store: MemoryStore) -> None:
@@ -152,7 +168,7 @@ def test_a_form_encoded_webhook_is_accepted_too(app: WebhookReceiver, store: Mem
         {"rentId": 7, "sms[phoneFrom]": "79999999999", "sms[text]": "hi", "sms[date]": "2025-01-01 12:00:00"}
     )
     assert post(app, form.encode())[0] == 200
-    assert store.adds == [{7}]
+    assert store.adds == [{rental(7)}]
 
 
 def test_a_wrong_token_is_404_and_records_nothing(app: WebhookReceiver, store: MemoryStore) -> None:
@@ -249,7 +265,7 @@ def test_the_answer_does_not_wait_for_the_database(store: MemoryStore) -> None:
         await app.writer.drain()
 
     asyncio.run(main())
-    assert answered[0] < 0.5 and slow.adds == [{1049}]
+    assert answered[0] < 0.5 and slow.adds == [{rental(1049)}]
 
 
 # ----------------------------------------------------------------------------- the token in logs
@@ -333,11 +349,11 @@ def test_install_masks_airflows_structlog_access_events_even_of_loggers_bound_be
 
 
 def test_hints_carry_a_sequence_and_the_ring_keeps_the_newest() -> None:
-    document = merge_hints(None, [3, 1, 3], at=100.0)
-    assert document == {"v": 1, "seq": 2, "hints": [[1, 1, 100.0], [2, 3, 100.0]]}
-    document = merge_hints(document, range(HINT_RING + 5), at=101.0)
+    document = merge_hints(None, [rental(3), rental(1), rental(3), activation(1)], at=100.0)
+    assert document == {"v": 1, "seq": 3, "hints": [[1, 1, 100.0, "a"], [2, 1, 100.0], [3, 3, 100.0]]}
+    document = merge_hints(document, map(rental, range(HINT_RING + 5)), at=101.0)
     seq, hints = decode_hints(json.loads(json.dumps(document)))
-    assert seq == HINT_RING + 7 and len(hints) == HINT_RING and hints[-1].rent_id == HINT_RING + 4
+    assert seq == HINT_RING + 8 and len(hints) == HINT_RING and hints[-1].id == HINT_RING + 4
     assert [h.seq for h in decode_hints(document, after=seq - 2)[1]] == [seq - 1, seq]
 
 
@@ -353,20 +369,21 @@ def test_the_writer_coalesces_a_burst_into_one_write_per_interval(store: MemoryS
         started = time.monotonic()
         while time.monotonic() - started < 1.0:  # 1 s of webhooks for 10 rentals, as fast as they come
             for rent_id in range(10):
-                assert writer.record(rent_id)
+                assert writer.record(rental(rent_id))
             await asyncio.sleep(0.001)
         await writer.drain()
 
     asyncio.run(main())
     assert 1 <= len(store.adds) <= 7  # about 1 s / 0.2 s, whatever the webhook rate
-    assert set().union(*store.adds) == set(range(10))
+    assert set().union(*store.adds) == set(map(rental, range(10)))
 
 
 def test_too_many_pending_rentals_are_refused_not_queued(store: MemoryStore) -> None:
     writer = HintWriter(store, interval=0.01, max_pending=2)
 
     async def main() -> list[bool]:
-        taken = [writer.record(1), writer.record(2), writer.record(2), writer.record(3)]
+        taken = [writer.record(rental(1)), writer.record(rental(2)), writer.record(rental(2))]
+        taken.append(writer.record(activation(3)))
         await writer.drain()
         return taken
 
@@ -377,18 +394,21 @@ def test_too_many_pending_rentals_are_refused_not_queued(store: MemoryStore) -> 
 
 
 class Source:
-    """A hint document in memory, counting reads."""
+    """The hint Variable's text in memory, counting reads."""
 
     def __init__(self) -> None:
         self.document: dict[str, Any] | None = None
         self.reads = 0
 
-    async def __call__(self) -> dict[str, Any] | None:
+    async def __call__(self) -> str | None:
         self.reads += 1
-        return self.document
+        return None if self.document is None else encode_hints(self.document)
 
     def hint(self, *rent_ids: int) -> None:
-        self.document = merge_hints(self.document, rent_ids, time.time())
+        self.document = merge_hints(self.document, map(rental, rent_ids), time.time())
+
+    def hint_activation(self, *activation_ids: int) -> None:
+        self.document = merge_hints(self.document, map(activation, activation_ids), time.time())
 
 
 @pytest.fixture
@@ -498,6 +518,7 @@ def test_the_plugin_mounts_nothing_without_a_secret_and_the_receiver_with_one(
     from airflow_provider_smsonline import account
     from airflow_provider_smsonline.webhook import plugin
 
+    monkeypatch.setattr(sys, "argv", ["airflow", "api-server"])
     monkeypatch.setenv("AIRFLOW__SMSONLINE__ACCOUNT_PAGE", "False")  # the page's app aside
     monkeypatch.setattr(account, "_apps", None)
     monkeypatch.delenv("AIRFLOW__SMSONLINE__WEBHOOK_SECRET", raising=False)
@@ -693,7 +714,7 @@ def test_two_writers_on_airflows_metadata_db_lose_no_hint(tmp_path: Any) -> None
         "for n in range(first, first + 40):\n"
         "    for attempt in range(5):\n"
         "        try:\n"
-        "            store.add([n], time.time()); break\n"
+        "            store.add([('r', n)], time.time()); break\n"
         "        except Exception:\n"
         "            time.sleep(0.05)\n"
         "    else:\n"
@@ -714,4 +735,4 @@ def test_two_writers_on_airflows_metadata_db_lose_no_hint(tmp_path: Any) -> None
     done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=120)
     seq, hints = decode_hints(json.loads(done.stdout.strip().splitlines()[-1]))
     assert seq == 80 and sorted(h.seq for h in hints) == list(range(1, 81))
-    assert sorted(h.rent_id for h in hints) == [*range(40), *range(1000, 1040)]
+    assert sorted(h.id for h in hints) == [*range(40), *range(1000, 1040)]

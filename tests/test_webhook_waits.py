@@ -19,19 +19,21 @@ from airflow_provider_smsonline.triggers import events
 from airflow_provider_smsonline.triggers.events import SmsReceivedTrigger
 from airflow_provider_smsonline.triggers.rent import RentSmsTrigger
 from airflow_provider_smsonline.webhook import news
-from airflow_provider_smsonline.webhook.hints import merge_hints
+from airflow_provider_smsonline.webhook.hints import RENTAL, encode_hints, merge_hints
 from tests.conftest import CANARY_KEY, connection_env
 
 
 class Source:
+    """The hint Variable's text, in memory."""
+
     def __init__(self) -> None:
         self.document: dict[str, Any] | None = None
 
-    async def __call__(self) -> dict[str, Any] | None:
-        return self.document
+    async def __call__(self) -> str | None:
+        return None if self.document is None else encode_hints(self.document)
 
-    def hint(self, rent_id: int) -> None:
-        self.document = merge_hints(self.document, [rent_id], time.time())
+    def hint(self, rent_id: int, kind: str = RENTAL) -> None:
+        self.document = merge_hints(self.document, [(kind, rent_id)], time.time())
 
 
 class MemoryRecords:

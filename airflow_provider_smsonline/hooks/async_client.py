@@ -326,6 +326,14 @@ class AsyncSmsOnlineClient:
         """
         return await self._call(protocol.get_status_params(activation_id, v2=v2), protocol.parse_status)
 
+    async def get_active_activations(self) -> list[protocol.ActiveActivation]:
+        """Every active activation of the account with the codes received so far
+        (getActiveActivations, one call whatever their number); none is ``[]``.
+
+        :raises ServerError: the server or the network failed (retryable).
+        """
+        return await self._call(protocol.get_active_activations_params(), protocol.parse_active_activations)
+
     async def get_balance(self) -> Decimal:
         """The account's balance (getBalance), e.g. ``Decimal('123.45')``; a cheap proof of the key."""
         return await self._call(protocol.get_balance_params(), protocol.parse_balance)

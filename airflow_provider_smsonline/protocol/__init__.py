@@ -13,7 +13,7 @@ getPrices, getActiveActivations):
 * :mod:`.answers`: how any answer is read: its two body styles and the table of error codes.
 * :mod:`.parsing`: ``parse_*`` turn an HTTP status and body into a typed result or a typed
   :class:`~airflow_provider_smsonline.exceptions.SmsOnlineError`, and never raise anything else.
-* :mod:`.webhook`: the SMS that SMS.online posts to a rental's webhook URL.
+* :mod:`.webhook`: SMS.online's two webhooks: a rental's SMS, an activation's code.
 * :mod:`.matching`: which SMS (or activation code) a wait is for, and the page walk that finds it.
 * :mod:`.encoding`: ``encode_*`` write the answers a server sends (used by the sandbox).
 
@@ -71,6 +71,7 @@ from airflow_provider_smsonline.protocol.actions import (
 )
 from airflow_provider_smsonline.protocol.answers import ERROR_TABLE, error_for_code
 from airflow_provider_smsonline.protocol.encoding import (
+    encode_activation_webhook,
     encode_active_activations,
     encode_balance,
     encode_error,
@@ -130,10 +131,11 @@ from airflow_provider_smsonline.protocol.results import (
     RentListEntry,
     RentPrice,
     Sms,
+    WebhookCode,
     WebhookSms,
     price_of,
 )
-from airflow_provider_smsonline.protocol.webhook import parse_webhook
+from airflow_provider_smsonline.protocol.webhook import parse_webhook, webhook_id
 
 __all__ = [
     "ACTIVATION_CANCEL",
@@ -186,9 +188,11 @@ __all__ = [
     "Sms",
     "SmsMatch",
     "SmsWalk",
+    "WebhookCode",
     "WebhookSms",
     "code_of",
     "continue_rent_number_params",
+    "encode_activation_webhook",
     "encode_active_activations",
     "encode_balance",
     "encode_error",
@@ -241,4 +245,5 @@ __all__ = [
     "rental_id_in",
     "set_rent_status_params",
     "set_status_params",
+    "webhook_id",
 ]

@@ -60,6 +60,24 @@ def encode_webhook(rent_id: int, sms: Sms) -> str:
     )
 
 
+def encode_activation_webhook(
+    activation_id: int, service: str, text: str, code: str, country: int, received_at: datetime
+) -> str:
+    """The activation webhook the server posts for one code, exactly as SMS.online's page shows it:
+    ``{"activationId": 123456, "service": "go", "text": ..., "code": "12345", "country": 0,
+    "receivedAt": "2025-01-01 12:00:00"}``."""
+    return json.dumps(
+        {
+            "activationId": activation_id,
+            "service": service,
+            "text": text,
+            "code": code,
+            "country": country,
+            "receivedAt": format_sms_date(received_at),
+        }
+    )
+
+
 def format_amount(amount: Decimal) -> str:
     """An amount of money as the API writes it in JSON: ``Decimal('1.5')`` → ``"1.50"``."""
     return f"{amount:.2f}"

@@ -422,8 +422,15 @@ def parse_active_activations(status: int, body: bytes | str) -> list[results.Act
                     country=None if country in (None, "") else as_int(country),
                     status=str(row.get("activationStatus") or ""),
                     cost=None if cost is None else amount(status, cost, "a cost"),
+                    codes=_listed_codes(row.get("smsCode")),
                 )
             )
         except ValueError:
             raise bad_response(status, "an activation with an unreadable country") from None
     return result
+
+
+def _listed_codes(value: object) -> tuple[str, ...]:
+    # The page shows a list of codes; a lone code or nothing is read leniently.
+    items = value if isinstance(value, list) else [value]
+    return tuple(str(item) for item in items if item is not None and str(item).strip() != "")

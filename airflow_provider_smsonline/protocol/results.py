@@ -115,10 +115,31 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class WebhookSms:
-    """What the webhook posts, once per SMS: the rental's id and the SMS. Unsigned: a hint only."""
+    """What the rental webhook posts, once per SMS: the rental's id and the SMS. Unsigned: a hint only."""
 
     rent_id: int
     sms: Sms
+
+
+@dataclass(frozen=True)
+class WebhookCode:
+    """What the activation webhook posts, once per code (one URL for the whole account, set in
+    SMS.online's profile). Unsigned: a hint only; the code a wait returns is read from the API.
+
+    :ivar activation_id: the activation's id.
+    :ivar code: the code, as posted.
+    :ivar text: the SMS text, as posted.
+    :ivar service: the service code, as posted.
+    :ivar country: the country id, when readable.
+    :ivar received_at: when the SMS came, when readable (the page names no zone).
+    """
+
+    activation_id: int
+    code: str
+    text: str = ""
+    service: str = ""
+    country: int | None = None
+    received_at: datetime | None = None
 
 
 #: getStatus answers: waiting for an SMS, waiting for another after ``code``, a code, cancelled.
@@ -187,6 +208,7 @@ class ActiveActivation:
     """One row of getActiveActivations (the fields SMS.online's page shows).
 
     :ivar number: as listed; the page's sample masks digits (``79********1``).
+    :ivar codes: the codes received so far (``smsCode``), oldest first as listed.
     """
 
     id: int
@@ -195,6 +217,7 @@ class ActiveActivation:
     country: int | None
     status: str
     cost: Decimal | None = None
+    codes: tuple[str, ...] = ()
 
 
 def price_of(prices: Iterable[ActivationPrice], service: str, country: int) -> ActivationPrice | None:

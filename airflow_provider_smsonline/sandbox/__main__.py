@@ -24,12 +24,15 @@ from airflow_provider_smsonline.sandbox.server import (
     is_loopback_host,
 )
 from airflow_provider_smsonline.sandbox.state import DEFAULT_CANCEL_WINDOW_SECONDS
+from airflow_provider_smsonline.validation import validate_webhook_url
 
 _EPILOG = """\
 control API (JSON, loopback clients only):
   GET  /sandbox/state              balance, rentals, charges, counters, faults
   GET  /sandbox/catalogue          services, countries, operators, prices
   POST /sandbox/rentals/ID/sms     {"text": ..., "phone_from": ..., "service": ...} (ID or latest)
+  POST /sandbox/activations/ID/code {"code": ..., "text": ...} (ID or latest)
+  POST /sandbox/profile            {"activation_webhook": URL or null} (the account's settings)
   POST /sandbox/faults             {"action": ..., "mode": ..., "count": N, "delay": S}
                                    or {"mode": "random", "action": ..., "rate": R, "seed": N}
   DELETE /sandbox/faults           clear faults
@@ -106,6 +109,18 @@ def _hours(text: str) -> float:
     return value
 
 
+def _webhook_url(text: str) -> str:
+    try:
+        checked = validate_webhook_url(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an http:// or https:// URL with a host: {text!r}"
+        ) from None
+    if checked is None:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return checked
+
+
 _READINGS_HELP = {
     "webhook_param": "the name getRentNumber reads a rental's webhook URL under: uri (the webhooks page) or "
     "url (the peers')",
@@ -156,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="post no webhook (each counts as failed), as when SMS.online's post is lost: "
         "proves that the waits' poll still finds the SMS",
+    )
+    parser.add_argument(
+        "--activation-webhook",
+        type=_webhook_url,
+        default=None,
+        metavar="URL",
+        help="the account's activation webhook URL, as set in SMS.online's profile: each code "
+        "delivered is posted there once, in the documented shape (settable later: POST /sandbox/profile)",
     )
     parser.add_argument(
         "--utc-offset",
@@ -223,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         utc_offset=args.utc_offset,
         documented_only=not args.rich,
         drop_webhooks=args.drop_webhooks,
+        activation_webhook=args.activation_webhook,
         readings=Readings(
             webhook_param=args.webhook_param, rent_list=args.rent_list, resend_status=args.resend_status
         ),

@@ -72,7 +72,7 @@ class ActivationRecord:
     status: str = "waiting"  # waiting, code, retry, completed, cancelled, expired
     codes: list[tuple[str, str]] = field(default_factory=list)
     refunded: bool = False
-    polls: int = 0
+    polls: int = 0  # looks at it: getStatus, getStatusV2, and each getActiveActivations listing it
     ref: str | None = None
     activation_type: int | None = None
 
@@ -310,6 +310,7 @@ class ActivationActions:
             _refresh(books, record, now)
             if record.status not in _LISTED_STATUS:
                 continue
+            record.polls += 1  # the client looked at it, as a getStatus would
             rows.append(
                 {
                     "activationId": str(record.id),
@@ -355,6 +356,16 @@ def deliver_code(
     record.codes.append((code.strip(), text if text is not None else f"Your code is {code.strip()}"))
     record.status = "code"
     return record.to_json()
+
+
+def activation_webhook(books: Books, activation_id: int, now: datetime, zone: Any) -> str:
+    """The activation webhook body for the code just delivered to ``activation_id``, exactly in
+    the shape of SMS.online's page, ``receivedAt`` in the answers' zone."""
+    record = activations_of(books)[activation_id]
+    code, text = record.codes[-1]
+    return protocol.encode_activation_webhook(
+        record.id, record.service, text, code, record.country, now.astimezone(zone)
+    )
 
 
 def activations_json(books: Books, now: datetime) -> list[dict[str, Any]]:

@@ -35,6 +35,21 @@ class Delivery:
     payload: str | None
 
 
+@dataclass(frozen=True)
+class CodeDelivery:
+    """A code delivered to an activation, and the activation webhook post it calls for (when the
+    account's profile has a URL: one for the whole account, as SMS.online's profile has).
+
+    :ivar activation_id: the activation.
+    :ivar webhook_url: where to post ``payload``, or ``None``.
+    :ivar payload: the webhook body (``protocol.encode_activation_webhook``), or ``None``.
+    """
+
+    activation_id: int
+    webhook_url: str | None
+    payload: str | None
+
+
 class Clock:
     """Sandbox time: UTC now plus an offset that only moves forward, up to a limit."""
 
@@ -74,13 +89,18 @@ class Activity:
         """A webhook post is on its way."""
         self.webhooks["pending"] += 1
 
-    def webhook_done(self, delivery: Delivery, ok: bool, detail: str, at: datetime) -> None:
+    def webhook_done(self, delivery: Delivery | CodeDelivery, ok: bool, detail: str, at: datetime) -> None:
         """A webhook post ended (``ok``: the endpoint answered 2xx)."""
         self.webhooks["pending"] = max(self.webhooks["pending"] - 1, 0)
         self.webhooks["sent" if ok else "failed"] += 1
+        subject = (
+            {"rental_id": delivery.rental_id}
+            if isinstance(delivery, Delivery)
+            else {"activation_id": delivery.activation_id}
+        )
         self.webhook_log.append(
             {
-                "rental_id": delivery.rental_id,
+                **subject,
                 "url": delivery.webhook_url,
                 "ok": ok,
                 "detail": detail,

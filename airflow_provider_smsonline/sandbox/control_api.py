@@ -13,7 +13,7 @@ from typing import Any
 from airflow_provider_smsonline.sandbox.catalogue import catalogue
 from airflow_provider_smsonline.sandbox.inputs import SandboxError, check_fields
 from airflow_provider_smsonline.sandbox.state import SandboxState
-from airflow_provider_smsonline.sandbox.webhooks import deliver_sms
+from airflow_provider_smsonline.sandbox.webhooks import deliver_code, deliver_sms
 
 #: Every control path, as the 404 answer lists them.
 PATHS = (
@@ -21,6 +21,7 @@ PATHS = (
     "/sandbox/catalogue",
     "/sandbox/rentals/<id or latest>/sms",
     "/sandbox/activations/<id or latest>/code",
+    "/sandbox/profile",
     "/sandbox/faults",
     "/sandbox/reset",
     "/sandbox/clock",
@@ -33,6 +34,7 @@ _FAULT_FIELDS = ("action", "mode", "count", "delay")
 _RANDOM_FIELDS = ("mode", "action", "rate", "modes", "seed", "delays")
 _RESET_FIELDS = ("balance", "stock")
 _CLOCK_FIELDS = ("advance_seconds",)
+_PROFILE_FIELDS = ("activation_webhook",)
 
 
 def body_too_large(size: int, limit: int) -> SandboxError:
@@ -111,7 +113,16 @@ def _route(state: SandboxState, method: str, path: str, body: bytes, webhook_tim
         data = json_object(body)
         check_fields(data, _CODE_FIELDS, required=("code",))
         activation_id = _target(state, "activations", code_match.group(1))
-        return state.deliver_code(activation_id, data["code"], data.get("text"))
+        return deliver_code(
+            state, activation_id, data["code"], data.get("text"), webhook_timeout=webhook_timeout
+        )
+    if path == "/sandbox/profile":  # the account's settings page: the activation webhook's URL
+        _expect(method, "GET", "POST")
+        if method == "POST":
+            data = json_object(body)
+            check_fields(data, _PROFILE_FIELDS, required=_PROFILE_FIELDS)
+            state.activation_webhook = data["activation_webhook"]
+        return {"activation_webhook": state.activation_webhook}
     if path == "/sandbox/faults":
         _expect(method, "GET", "POST", "DELETE")
         return _faults(state, method, body)

@@ -30,7 +30,11 @@ from airflow_provider_smsonline.sandbox.faults import RandomFaults
 from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET
 from airflow_provider_smsonline.sandbox.readings import Readings
 from airflow_provider_smsonline.sandbox.state import DEFAULT_CANCEL_WINDOW_SECONDS, SandboxState
-from airflow_provider_smsonline.sandbox.webhooks import DEFAULT_WEBHOOK_TIMEOUT_SECONDS, deliver_sms
+from airflow_provider_smsonline.sandbox.webhooks import (
+    DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+    deliver_code,
+    deliver_sms,
+)
 from airflow_provider_smsonline.sandbox.wire import (
     IDLE_TIMEOUT_SECONDS,
     MAX_BODY_BYTES,
@@ -91,6 +95,10 @@ class Sandbox:
     :param readings: where SMS.online's pages contradict themselves, which reading to play
         (:class:`~.readings.Readings` or a dict of its switches: ``webhook_param``, ``rent_list``,
         ``resend_status``); by default the strictest documented one of each.
+    :param activation_webhook: the account's activation webhook URL, as set in SMS.online's
+        profile (one URL for every activation): each code delivered is posted to it once, in the
+        documented shape. Settable later (``sandbox.activation_webhook``, or
+        ``POST /sandbox/profile``). ``None``: no activation webhook.
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class Sandbox:
         documented_only: bool = True,
         drop_webhooks: bool = False,
         readings: Readings | dict[str, Any] | None = None,
+        activation_webhook: str | None = None,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -133,6 +142,7 @@ class Sandbox:
             readings=readings,
         )
         self.books.drop_webhooks = bool(drop_webhooks)
+        self.books.activation_webhook = activation_webhook
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -149,6 +159,15 @@ class Sandbox:
     @drop_webhooks.setter
     def drop_webhooks(self, value: bool) -> None:
         self.books.drop_webhooks = bool(value)
+
+    @property
+    def activation_webhook(self) -> str | None:
+        """The account's activation webhook URL (see the constructor)."""
+        return self.books.activation_webhook
+
+    @activation_webhook.setter
+    def activation_webhook(self, url: str | None) -> None:
+        self.books.activation_webhook = url
 
     def __repr__(self) -> str:  # never shows the key
         return f"Sandbox(url={self.url!r}, running={self.running})"
@@ -244,6 +263,14 @@ class Sandbox:
         return deliver_sms(
             self.books, rent_id, text, phone_from, service, webhook_timeout=self.webhook_timeout
         )
+
+    def deliver_code(self, activation_id: int, code: str, text: str | None = None) -> dict[str, Any]:
+        """Deliver a code to a waiting activation (and post the account's activation webhook, if
+        set), as ``POST /sandbox/activations/<id>/code`` does.
+
+        Raises :class:`SandboxError` (``.status`` 404: unknown activation; 409: not waiting).
+        """
+        return deliver_code(self.books, activation_id, code, text, webhook_timeout=self.webhook_timeout)
 
     def inject_fault(
         self, action: str, mode: str, count: int = 1, delay: float | None = None

@@ -37,7 +37,14 @@ from airflow_provider_smsonline.sandbox.catalogue import (
     catalogue,
     price_of,
 )
-from airflow_provider_smsonline.sandbox.control import WEBHOOK_LOG_SIZE, Activity, Clock, Delivery, snapshot
+from airflow_provider_smsonline.sandbox.control import (
+    WEBHOOK_LOG_SIZE,
+    Activity,
+    Clock,
+    CodeDelivery,
+    Delivery,
+    snapshot,
+)
 from airflow_provider_smsonline.sandbox.faults import (
     DEFAULT_FAULT_DELAY,
     FAULT_MODES,
@@ -49,7 +56,7 @@ from airflow_provider_smsonline.sandbox.faults import (
 )
 from airflow_provider_smsonline.sandbox.inputs import DEFAULT_UTC_OFFSET, SandboxError
 from airflow_provider_smsonline.sandbox.readings import Readings
-from airflow_provider_smsonline.validation import validate_rent_id
+from airflow_provider_smsonline.validation import validate_rent_id, validate_webhook_url
 
 __all__ = [
     "COUNTRIES",
@@ -63,6 +70,7 @@ __all__ = [
     "PLAIN",
     "SERVICES",
     "WEBHOOK_LOG_SIZE",
+    "CodeDelivery",
     "Country",
     "Delivery",
     "Fault",
@@ -223,18 +231,49 @@ class SandboxState:
                 self._activity.webhook_due()
             return Delivery(rental_id=rental.id, sms=sms, webhook_url=rental.url, payload=payload)
 
+    @property
+    def activation_webhook(self) -> str | None:
+        """The account's activation webhook URL (its profile setting: one URL for every
+        activation), or ``None``: no activation webhook is posted."""
+        return self._activation_webhook
+
+    @activation_webhook.setter
+    def activation_webhook(self, url: object) -> None:
+        try:
+            checked = validate_webhook_url(url)
+        except ValueError as exc:
+            message = str(exc).replace("webhook_url", "activation_webhook")
+            raise SandboxError(message, field="activation_webhook") from None
+        with self._lock:
+            self._activation_webhook = checked
+
     def deliver_code(self, activation_id: object, code: object, text: object = None) -> dict[str, Any]:
         """Deliver a code (and its SMS text) to a waiting activation; returns the activation.
+        Posts nothing (:meth:`code_delivery` says what to post).
 
         Raises :class:`SandboxError` (404 unknown activation, 409 not waiting, 400 bad field).
         """
+        return self.code_delivery(activation_id, code, text, post=False)[0]
+
+    def code_delivery(
+        self, activation_id: object, code: object, text: object = None, *, post: bool = True
+    ) -> tuple[dict[str, Any], CodeDelivery]:
+        """Deliver a code as :meth:`deliver_code` does; with ``post``, the :class:`CodeDelivery`
+        carries the activation webhook to post when the account has a URL."""
         # the activation family imports this module: a top-level import would be a cycle
-        from airflow_provider_smsonline.sandbox.activations import deliver_code
+        from airflow_provider_smsonline.sandbox.activations import activation_webhook, deliver_code
 
         with self._lock:
-            return deliver_code(self._books, activation_id, code, text, self._clock.now())
+            now = self._clock.now()
+            answer = deliver_code(self._books, activation_id, code, text, now)
+            url = self._activation_webhook if post else None
+            payload = None
+            if url is not None:
+                payload = activation_webhook(self._books, answer["id"], now, self._actions.zone)
+                self._activity.webhook_due()
+            return answer, CodeDelivery(answer["id"], url, payload)
 
-    def record_webhook(self, delivery: Delivery, ok: bool, detail: str) -> None:
+    def record_webhook(self, delivery: Delivery | CodeDelivery, ok: bool, detail: str) -> None:
         """Count one finished webhook post (``ok``: the endpoint answered 2xx)."""
         with self._lock:
             self._activity.webhook_done(delivery, ok, detail, self._clock.now())
@@ -304,5 +343,6 @@ class SandboxState:
                 documented_only=self.documented_only,
             ) | {
                 "activations": activations_json(self._books, self._clock.now()),
+                "activation_webhook": self._activation_webhook,
                 "readings": self.readings.to_json(),
             }

@@ -1,13 +1,14 @@
-# Delivering an SMS from the control side, and the webhook post it may call for: once, never
-# retried (as SMS.online does), in a background thread, its outcome counted in the state.
-"""SMS delivery and webhook posts (standard library only)."""
+# Delivering an SMS or a code from the control side, and the webhook post it may call for (the
+# rental's URL, or the account's activation webhook): once, never retried (as SMS.online does), in
+# a background thread, its outcome counted in the state.
+"""SMS and code delivery, and webhook posts (standard library only)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from airflow_provider_smsonline.sandbox.control import Delivery
+from airflow_provider_smsonline.sandbox.control import CodeDelivery, Delivery
 from airflow_provider_smsonline.sandbox.state import SandboxState
 
 #: How long a webhook post may take before it counts as failed.
@@ -27,15 +28,7 @@ def deliver_sms(
     What ``POST /sandbox/rentals/<id>/sms`` does; raises :class:`~.inputs.SandboxError` on refusal.
     """
     delivery = state.deliver_sms(rent_id, text, phone_from, service)
-    if delivery.webhook_url is not None and state.drop_webhooks:
-        state.record_webhook(delivery, False, "dropped")  # lost on the way, as a post can be
-    elif delivery.webhook_url is not None:
-        threading.Thread(
-            target=_post_webhook,
-            args=(state, delivery, webhook_timeout),
-            name=f"smsonline-sandbox-webhook-{delivery.rental_id}",
-            daemon=True,
-        ).start()
+    _send(state, delivery, webhook_timeout, f"rental-{delivery.rental_id}")
     return {
         "rental_id": delivery.rental_id,
         "sms": {
@@ -48,7 +41,37 @@ def deliver_sms(
     }
 
 
-def _post_webhook(state: SandboxState, delivery: Delivery, timeout: float) -> None:
+def deliver_code(
+    state: SandboxState,
+    activation_id: object,
+    code: object,
+    text: object = None,
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Deliver a code to a waiting activation and, when the account has an activation webhook
+    URL (``state.activation_webhook``), post SMS.online's activation webhook to it (in a
+    background thread). What ``POST /sandbox/activations/<id>/code`` does; the answer is the
+    activation, with ``webhook`` saying whether a post was due."""
+    answer, delivery = state.code_delivery(activation_id, code, text)
+    _send(state, delivery, webhook_timeout, f"activation-{delivery.activation_id}")
+    return {**answer, "webhook": delivery.webhook_url is not None}
+
+
+def _send(state: SandboxState, delivery: Delivery | CodeDelivery, timeout: float, name: str) -> None:
+    if delivery.webhook_url is None:
+        return
+    if state.drop_webhooks:
+        state.record_webhook(delivery, False, "dropped")  # lost on the way, as a post can be
+        return
+    threading.Thread(
+        target=_post_webhook,
+        args=(state, delivery, timeout),
+        name=f"smsonline-sandbox-webhook-{name}",
+        daemon=True,
+    ).start()
+
+
+def _post_webhook(state: SandboxState, delivery: Delivery | CodeDelivery, timeout: float) -> None:
     """Post once, never retried (as SMS.online does); the outcome is counted in the state."""
     import urllib.error
     import urllib.request

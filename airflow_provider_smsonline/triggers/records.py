@@ -80,6 +80,10 @@ class VariableRecords:
             return None
         return record if isinstance(record, dict) else None
 
+    async def read_text(self, key: str) -> str | None:
+        """The Variable's text as stored (``None`` when it is missing), not parsed."""
+        return await self._read(key)
+
     async def save(self, key: str, record: dict[str, Any]) -> None:
         """Write the Variable, then read it back (a failed write may only have been logged)."""
         text = json.dumps(record, separators=(",", ":"), sort_keys=True)

@@ -30,11 +30,13 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "CONFIG_SECTION",
+    "MIN_SECRET_DISTINCT",
     "MIN_SECRET_LENGTH",
     "URL_PREFIX",
     "WEBHOOK_PATH",
     "WebhookConfigError",
     "configured_secret",
+    "secret_problem",
     "webhook_token",
     "webhook_url",
 ]
@@ -47,6 +49,9 @@ URL_PREFIX = "/smsonline"
 WEBHOOK_PATH = "/webhook/"
 #: The shortest secret accepted: a short secret could be guessed from its token.
 MIN_SECRET_LENGTH = 16
+#: The fewest different characters a secret must hold: sixteen ``a`` are sixteen characters, and
+#: guessed at once.
+MIN_SECRET_DISTINCT = 8
 
 # Tells this token apart from anything else derived from the same secret (a new version of the
 # scheme changes it, so that old URLs stop working on purpose rather than by accident).
@@ -63,14 +68,32 @@ def webhook_token(secret: str) -> str:
     """The URL token for ``secret``: 32 URL-safe characters, HMAC-SHA256 of a fixed purpose.
 
     Anyone holding the token can post webhooks (hints only), but cannot recover the secret.
+
+    :raises WebhookConfigError: the secret breaks the rule: at least :data:`MIN_SECRET_LENGTH`
+        characters, at least :data:`MIN_SECRET_DISTINCT` of them different (surrounding spaces
+        are not counted). The message says which part failed, never the secret.
     """
-    if not isinstance(secret, str) or len(secret.strip()) < MIN_SECRET_LENGTH:
-        raise WebhookConfigError(
-            f"[{CONFIG_SECTION}] webhook_secret must be a string of at least {MIN_SECRET_LENGTH} "
-            "characters (e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-        )
+    problem = secret_problem(secret)
+    if problem is not None:
+        raise WebhookConfigError(problem)
     mac = hmac.new(secret.strip().encode("utf-8"), _TOKEN_PURPOSE, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:_TOKEN_BYTES]).decode("ascii")
+
+
+def secret_problem(secret: object) -> str | None:
+    """What is wrong with ``secret`` as a webhook secret (``None``: nothing), in words that name
+    the setting and the rule but never show the secret."""
+    rule = (
+        f"[{CONFIG_SECTION}] webhook_secret must be a string of at least {MIN_SECRET_LENGTH} "
+        f"characters, at least {MIN_SECRET_DISTINCT} of them different"
+    )
+    how = "e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    if not isinstance(secret, str):
+        return f"{rule}; got a {type(secret).__name__} ({how})"
+    text = secret.strip()
+    if len(text) < MIN_SECRET_LENGTH or len(set(text)) < MIN_SECRET_DISTINCT:
+        return f"{rule}; got {len(text)} characters, {len(set(text))} different ({how})"
+    return None
 
 
 def configured_secret(config: Any = None) -> str | None:

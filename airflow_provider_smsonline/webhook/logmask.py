@@ -1,7 +1,10 @@
 # The webhook's token sits in its URL path, and the api-server logs request paths: uvicorn's access
-# log (Airflow 3.1, stdlib logging) and Airflow's own access middleware (3.2+, structlog). This
-# module keeps the token out of both: a stdlib logging filter, a structlog processor, and the
-# receiver rewriting the request's path before any access log reads it.
+# log (Airflow 3.1, stdlib logging) and Airflow's own access middleware (3.2+, structlog), which
+# also logs the X-Request-Id header as `request_id`. This module keeps the token out of every
+# field of a log line: a stdlib logging filter (message, arguments, extras, traceback) on the
+# access loggers and the root handlers, a structlog processor placed last before the renderer
+# (after the request context is merged in), and the receiver rewriting the request's path before
+# any access log reads it.
 """Masking the webhook token in the api-server's logs."""
 
 from __future__ import annotations
@@ -45,11 +48,17 @@ def _masked(value: Any, tokens: tuple[str, ...]) -> Any:
     return value
 
 
+#: A LogRecord's own attributes: anything else on a record came as ``extra=``.
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
 class TokenMaskFilter(logging.Filter):
-    """A logging filter that replaces the tokens in a record's message and arguments.
+    """A logging filter that replaces the tokens in every field of a record: its message and
+    arguments, the fields given as ``extra=``, its stack and its traceback.
 
     uvicorn's access log passes the path as an argument (``'%s - "%s %s HTTP/%s" %d'``); the
     filter masks arguments before formatting, so every handler and formatter sees the masked form.
+    A traceback that shows a token is replaced by its masked text.
     """
 
     def __init__(self, tokens: Iterable[str]) -> None:
@@ -62,6 +71,17 @@ class TokenMaskFilter(logging.Filter):
             record.msg = mask_text(record.msg, self.tokens)
         if record.args:
             record.args = _masked(record.args, self.tokens)
+        for name, value in list(record.__dict__.items()):
+            if name not in _RECORD_FIELDS:
+                setattr(record, name, _masked(value, self.tokens))
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info, self.tokens)
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if any(token in text for token in self.tokens):
+                record.exc_text, record.exc_info = mask_text(text, self.tokens), None
+        elif record.exc_text:
+            record.exc_text = mask_text(record.exc_text, self.tokens)
         return True
 
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
@@ -70,16 +90,18 @@ class TokenMaskFilter(logging.Filter):
 
 
 def install(tokens: Iterable[str]) -> TokenMaskFilter:
-    """Mask ``tokens`` in the access and error loggers, stdlib and structlog, of this process.
+    """Mask ``tokens`` in every field of this process's log lines: the access and error loggers
+    and the root logger's handlers (stdlib), and structlog's processors.
 
     Idempotent: a second call replaces the first filter. Returns the filter.
     """
     mask = TokenMaskFilter(tokens)
-    for name in ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        for old in [f for f in logger.filters if isinstance(f, TokenMaskFilter)]:
-            logger.removeFilter(old)
-        logger.addFilter(mask)
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in ACCESS_LOGGERS]
+    targets += logging.getLogger().handlers
+    for target in targets:
+        for old in [f for f in target.filters if isinstance(f, TokenMaskFilter)]:
+            target.removeFilter(old)
+        target.addFilter(mask)
     _install_structlog(mask)
     return mask
 
@@ -92,6 +114,7 @@ def _install_structlog(mask: TokenMaskFilter) -> None:
     processors = structlog.get_config().get("processors")
     if not isinstance(processors, list):
         return
-    # In place and first: loggers bound earlier share this very list.
+    # In place: loggers bound earlier share this very list. Last before the renderer (the last
+    # processor turns the event into text): after the request's context (request_id) is merged.
     processors[:] = [p for p in processors if not isinstance(p, TokenMaskFilter)]
-    processors.insert(0, mask)
+    processors.insert(max(len(processors) - 1, 0), mask)

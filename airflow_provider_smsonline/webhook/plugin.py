@@ -1,22 +1,36 @@
 # The Airflow plugin that mounts the webhook receiver on the api-server. Registered through the
 # `airflow.plugins` entry point (it loads whatever [core] lazy_discover_providers says), so every
 # Airflow process imports this module: it imports only AirflowPlugin (already loaded by whoever
-# loads plugins). The receiver is built the first time Airflow reads `fastapi_apps`, which only
-# the api-server does when it mounts plugin apps (and `airflow plugins`, which lists them).
+# loads plugins). The receiver is built the first time Airflow reads `fastapi_apps` in the
+# api-server (`airflow api-server`, as the edge3 provider tells it) or in `airflow plugins`, which
+# lists what plugins mount; any other process that reads the plugin's attributes (a scheduler, a
+# triggerer, a worker, a DAG processor) gets no app.
 """``SmsOnlineWebhookPlugin``: the webhook receiver under ``/smsonline`` on Airflow's api-server."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-__all__ = ["SmsOnlineWebhookPlugin", "build_apps"]
+__all__ = ["SmsOnlineWebhookPlugin", "build_apps", "on_api_server"]
 
 log = logging.getLogger(__name__)
 
 _built: list[dict[str, Any]] | None = None
+
+
+#: The Airflow commands whose process builds the receiver: the api-server mounts it, ``airflow
+#: plugins`` lists it.
+BUILT_BY = ("api-server", "plugins")
+
+
+def on_api_server() -> bool:
+    """Whether this process is Airflow's api-server (``airflow api-server``; its workers keep the
+    command line), the only one that mounts plugin apps, or ``airflow plugins``, which lists them."""
+    return len(sys.argv) > 1 and sys.argv[1] in BUILT_BY
 
 
 def build_apps(config: Any = None) -> list[dict[str, Any]]:
@@ -42,8 +56,12 @@ def build_apps(config: Any = None) -> list[dict[str, Any]]:
         return _built
     try:
         token = webhook_token(secret)
-    except WebhookConfigError as error:
-        log.error("SMS.online webhook receiver not mounted: %s", error)
+    except WebhookConfigError as error:  # a weak secret: refused, the rule named
+        log.error(
+            "SMS.online webhook receiver not mounted, the secret is refused: %s. Webhooks get 404 "
+            "and the waits only poll until it is changed.",
+            error,
+        )
         _built = []
         return _built
     from airflow_provider_smsonline.webhook import logmask  # as above, on the api-server only
@@ -69,8 +87,11 @@ class SmsOnlineWebhookPlugin(AirflowPlugin):
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # api-server only
-        """The receiver (built on first read), or ``[]`` without ``[smsonline] webhook_secret``;
-        and the account page's routes (:mod:`airflow_provider_smsonline.account`)."""
+        """The receiver (built on first read, without a valid ``[smsonline] webhook_secret`` none)
+        and the account page's routes (:mod:`airflow_provider_smsonline.account`), on the
+        api-server (and in ``airflow plugins``); ``[]`` in any other process."""
+        if not on_api_server():
+            return []
         from airflow_provider_smsonline import account
 
         return build_apps() + account.plugin_fastapi_apps()

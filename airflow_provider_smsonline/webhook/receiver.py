@@ -1,9 +1,10 @@
 # The receiver: a bare ASGI app (no framework), mounted by Airflow's api-server under /smsonline.
 # SMS.online posts once and never retries, so it answers at once: it checks the token, reads at
 # most MAX_BODY_BYTES of the body as it streams in, parses it with the protocol's one webhook
-# parser, notes the rental in the worker's HintWriter (in memory) and answers 200. Nothing here
-# calls SMS.online or the database on the request's path.
-"""The ASGI app that hears SMS.online's webhook and records a hint for the rental."""
+# parser (a rental's SMS or an activation's code), notes the rental or activation in the worker's
+# HintWriter (in memory) and answers 200. Nothing here calls SMS.online or the database on the
+# request's path. Anything but HTTP (a WebSocket, …) is closed at once.
+"""The ASGI app that hears SMS.online's webhooks and records a hint for the rental or activation."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import time
 from typing import Any
 
 from airflow_provider_smsonline import metrics
-from airflow_provider_smsonline.protocol import parse_webhook
+from airflow_provider_smsonline.protocol import WebhookCode, WebhookSms, parse_webhook
 from airflow_provider_smsonline.webhook import WEBHOOK_PATH
-from airflow_provider_smsonline.webhook.hints import HintWriter
+from airflow_provider_smsonline.webhook.hints import ACTIVATION, RENTAL, HintKey, HintWriter
 from airflow_provider_smsonline.webhook.logmask import MASK
 
 __all__ = ["BODY_TIMEOUT", "BURST", "MAX_BODY_BYTES", "RATE", "RateLimit", "WebhookReceiver"]
@@ -25,9 +26,10 @@ __all__ = ["BODY_TIMEOUT", "BURST", "MAX_BODY_BYTES", "RATE", "RateLimit", "Webh
 MAX_BODY_BYTES = 4096
 #: Seconds a sender may take to send its body.
 BODY_TIMEOUT = 5.0
-#: Webhooks per second one api-server worker accepts, on average.
+#: Webhooks per second one api-server worker accepts, on average, for rentals or activations
+#: not already pending (a post for one already pending costs nothing and is always taken).
 RATE = 50.0
-#: How many webhooks may arrive at once above :data:`RATE`.
+#: How many such webhooks may arrive at once above :data:`RATE`.
 BURST = 200
 
 Scope = dict[str, Any]
@@ -59,14 +61,17 @@ class _TooLarge(Exception):
 
 
 class WebhookReceiver:
-    """``POST <prefix>/webhook/<token>`` with SMS.online's webhook body.
+    """``POST <prefix>/webhook/<token>`` with one of SMS.online's webhook bodies: the rental
+    webhook (``rentId``) or the activation webhook (``activationId``), JSON or form-encoded.
 
-    Answers (JSON): 200 ``{"status": "ok"}`` (a hint is noted for the rental); 404 for any other
-    path or a wrong token (nothing noted); 405 for another method; 429 past the rate limit; 413
-    for a body over :data:`MAX_BODY_BYTES`; 408 for a body slower than :data:`BODY_TIMEOUT`; 400
-    for a body that is not SMS.online's webhook. Before answering it replaces the token in the
-    request's path (``scope["path"]``, ``raw_path``) by ``***``, so access logs that read the path
-    afterwards print no token.
+    Answers (JSON): 200 ``{"status": "ok"}`` (a hint is noted for the rental or activation); 404
+    for any other path or a wrong token (nothing noted); 405 for another method; 429 past the rate
+    limit (posts for a rental or activation already pending are not counted: they add nothing);
+    413 for a body over :data:`MAX_BODY_BYTES`; 408 for a body slower than :data:`BODY_TIMEOUT`;
+    400 for a body that is neither webhook (ids must be 1 to 18 ASCII digits). Before answering it
+    replaces the token in the request's path (``scope["path"]``, ``raw_path``) by ``***``, so
+    access logs that read the path afterwards print no token. A WebSocket is closed before it is
+    accepted (the server answers 403), any other kind of connection left unanswered.
 
     :param token: the valid token (:func:`~airflow_provider_smsonline.webhook.webhook_token`).
     :param writer: where hints go.
@@ -94,6 +99,9 @@ class WebhookReceiver:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._refuse_websocket(scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -123,8 +131,6 @@ class WebhookReceiver:
             return 404, {"error": "not found"}
         if scope.get("method") != "POST":
             return 405, {"error": "only POST is allowed"}
-        if not self.limit.allow():
-            return 429, {"error": "too many webhooks; the waits' poll finds this SMS"}
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
             return 413, {"error": f"body over {self.max_body} bytes"}
@@ -135,17 +141,29 @@ class WebhookReceiver:
         except asyncio.TimeoutError:
             return 408, {"error": f"body not received within {self.body_timeout:g} s"}
         try:
-            rent_id = parse_webhook(body).rent_id
+            key = _hint_key(parse_webhook(body))
         except ValueError:
             return 400, {
-                "error": 'body must be SMS.online\'s webhook: {"rentId": <id>, "sms": {...}}, '
-                "as JSON or form-encoded"
+                "error": "body must be one of SMS.online's webhooks, as JSON or form-encoded: "
+                '{"rentId": <id>, "sms": {...}} or {"activationId": <id>, "code": ..., ...}, '
+                "each id 1 to 18 ASCII digits"
             }
-        if rent_id < 0:
-            return 400, {"error": "rentId must be a non-negative integer"}
-        if not self.writer.record(rent_id):
+        if self.writer.is_pending(key):  # noted already: this post adds nothing, and costs no rate
+            return 200, {"status": "ok"}
+        if not self.limit.allow():
+            return 429, {"error": "too many webhooks; the waits' poll finds this SMS"}
+        if not self.writer.record(key):
             return 429, {"error": "too many rentals pending; the waits' poll finds this SMS"}
         return 200, {"status": "ok"}
+
+    async def _refuse_websocket(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Close a WebSocket before accepting it (the server answers 403), the token masked first."""
+        head, sep, _ = str(scope.get("path", "")).rpartition(WEBHOOK_PATH)
+        if sep:
+            _mask_path(scope, head + sep)
+        message = await receive()
+        if message.get("type") == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _read(self, receive: Any) -> bytes:
         chunks: list[bytes] = []
@@ -162,6 +180,12 @@ class WebhookReceiver:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _hint_key(webhook: WebhookSms | WebhookCode) -> HintKey:
+    if isinstance(webhook, WebhookSms):
+        return (RENTAL, webhook.rent_id)
+    return (ACTIVATION, webhook.activation_id)
 
 
 def _mask_path(scope: Scope, prefix: str) -> None:
