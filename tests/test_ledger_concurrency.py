@@ -15,7 +15,7 @@ import requests_mock as requests_mock_module
 
 from airflow_provider_smsonline.hooks.smsonline import SmsOnlineHook
 from airflow_provider_smsonline.ledger import Done, Listed, Pending
-from airflow_provider_smsonline.ledger.decide import Adopt, Ambiguous, Pay, decide
+from airflow_provider_smsonline.ledger.decide import CLOCK_SKEW, Adopt, Ambiguous, Pay, decide
 from airflow_provider_smsonline.ledger.keys import claim_key
 from airflow_provider_smsonline.ledger.records import Intent, Survey
 from airflow_provider_smsonline.protocol import Rental
@@ -40,6 +40,32 @@ def _pending(*snapshot: int, started: float, until: float, ledger: Any = None) -
 
 def _rows(*ids: int) -> list[Listed]:
     return [Listed(i, f"7{i}", 4) for i in ids]
+
+
+def _answered_later(
+    ledger: Any, record: Pending, requests_mock: requests_mock_module.Mocker, after: float
+) -> tuple[Any, threading.Thread]:
+    """Try 1's getRentNumber, recorded in ``record``, is answered ``after`` seconds from now:
+    rental 1049 is then listed, noted as its answer, claimed and recorded as done. Returns the
+    mocked getRentNumber (which a retry must not call) and the running answering thread."""
+    rental = Rental(id=1049, number="7999", end_date=datetime.now(UTC) + timedelta(hours=4))
+    served = threading.Event()
+
+    def try_one_answered() -> None:
+        time.sleep(after)
+        served.set()
+        ledger.answered(record, 1049)
+        ledger.claim(ACCOUNT, 1049)
+        ledger.write(Done(rental, claim=claim_key(ACCOUNT, 1049)))
+
+    def rent_list(request: object, context: object) -> str:
+        return str(_rent_list(*([1049] if served.is_set() else []))["text"])
+
+    requests_mock.get(action_url("getRentList"), text=rent_list)
+    charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
+    answering = threading.Thread(target=try_one_answered)
+    answering.start()
+    return charge, answering
 
 
 @pytest.fixture
@@ -142,27 +168,35 @@ def test_a_retry_waits_for_the_earlier_try_still_alive_and_reuses_its_rental(
     ledger = _ledger(store, 1)
     record = _pending(started=0.5, until=-1.0, ledger=ledger)  # its window closes in a second
     ledger.write(record)
-    rental = Rental(id=1049, number="7999", end_date=datetime.now(UTC) + timedelta(hours=4))
-
-    served = threading.Event()
-
-    def try_one_answered() -> None:
-        time.sleep(0.3)
-        served.set()
-        ledger.answered(record, 1049)
-        ledger.claim(ACCOUNT, 1049)
-        ledger.write(Done(rental, claim=claim_key(ACCOUNT, 1049)))
-
-    def rent_list(request: object, context: object) -> str:
-        return str(_rent_list(*([1049] if served.is_set() else []))["text"])
-
-    requests_mock.get(action_url("getRentList"), text=rent_list)
-    charge = requests_mock.get(action_url("getRentNumber"), text=json.dumps(RENTAL))
-    threading.Thread(target=try_one_answered).start()
+    charge, answering = _answered_later(ledger, record, requests_mock, after=0.3)
 
     found, charged = _rent(hook, ledger)
 
+    answering.join()
     assert (found.id, charged, charge.called) == (1049, False, False)
+
+
+def test_a_retry_waits_past_the_earlier_windows_end_by_the_clock_skew_allowance(
+    hook: SmsOnlineHook, requests_mock: requests_mock_module.Mocker
+) -> None:
+    # A retry waits out an earlier try's charging call until the end of that call's window PLUS the
+    # clock-skew allowance: the earlier try ran on another worker, whose clock may be behind ours,
+    # so its window may not have closed yet in its own time. Stopping at the bare window's end
+    # would take "nothing listed yet" for "nothing charged" and pay a second time. Here try 1's
+    # window ended 1 s ago on our clock and its call is answered 2 s into this retry.
+    assert timedelta(seconds=4) <= CLOCK_SKEW  # the allowance this scenario fits in
+    store = ListableStore()
+    ledger = _ledger(store, 1)
+    record = _pending(started=20, until=1, ledger=ledger)
+    ledger.write(record)
+    charge, answering = _answered_later(ledger, record, requests_mock, after=2.0)
+    started = time.monotonic()
+
+    found, charged = _rent(hook, ledger)
+
+    answering.join()
+    assert (found.id, charged, charge.called) == (1049, False, False)  # try 1's rental, paid once
+    assert time.monotonic() - started < CLOCK_SKEW.total_seconds() + 2  # and no longer than that
 
 
 # ----------------------------------------------------------------------------- naming a rental
