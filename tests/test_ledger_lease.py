@@ -352,6 +352,102 @@ def test_an_activation_another_unresolved_getnumber_can_have_bought_is_never_ado
     assert len(sandbox.state()["activations"]) == 1  # nothing bought again
 
 
+def _pending_activation(
+    store: Store, ledger: ChargeLedger, account: str, *, ago: float, snapshot: list[int], announced: bool
+) -> None:
+    """The record of a getNumber whose window closed ``ago`` seconds ago (1 s long), as buy_once
+    writes it while the try waits for its turn, and its intent if the call was ``announced``."""
+    from airflow_provider_smsonline.ledger.activation import intent_key
+
+    now = datetime.now(UTC)
+    started, until = (
+        (now - timedelta(seconds=ago + 1)).isoformat(),
+        (now - timedelta(seconds=ago)).isoformat(),
+    )
+    intent = intent_key(account, ledger.key)
+    store.set(
+        ledger.key,
+        {
+            "kind": "activation",
+            "state": "pending",
+            "started": started,
+            "until": until,
+            "snapshot": snapshot,
+            "service": "tg",
+            "country": 0,
+            "intent": intent,
+        },
+    )
+    if announced:
+        store.set(intent, {"owner": ledger.key, "started": started, "until": until})
+
+
+def test_a_try_stopped_before_its_turn_bought_nothing_and_its_retry_adopts_no_strangers(
+    sandbox: Sandbox,
+) -> None:
+    # Try 1 wrote its record while it waited for the turn and was lost there (its worker died): it
+    # never announced a call, so it made none. An activation bought meanwhile that nobody in
+    # Airflow claims (by hand, or by a task instance killed after its answer) is not its own.
+    store = Store()
+    first = ledger_of(store, "activate_a")
+    with SmsOnlineHook() as hook:
+        _pending_activation(store, first, _account(hook), ago=1, snapshot=[], announced=False)
+        stranger = hook.get_number("tg", 0).id
+        activation, bought = buy_once(first, hook, lambda: hook.get_number("tg", 0), service="tg", country=0)
+    assert bought and activation.id != stranger
+    assert len(sandbox.state()["activations"]) == 2
+
+
+def test_an_activation_missing_from_a_later_calls_snapshot_is_not_an_earlier_lost_answers(
+    sandbox: Sandbox,
+) -> None:
+    # A's getNumber was answered and the answer lost with its worker; after A's window closed, B
+    # took the turn (its snapshot lists A's activation), bought, and was killed before noting its
+    # answer. A's retry must adopt A's activation, not fail as ambiguous over B's; B's retry then
+    # adopts B's.
+    store = Store()
+    first, second = ledger_of(store, "activate_a"), ledger_of(store, "activate_b")
+    with SmsOnlineHook() as hook:
+        account = _account(hook)
+        _pending_activation(store, first, account, ago=20, snapshot=[], announced=True)
+        theirs_a = hook.get_number("tg", 0).id
+        _pending_activation(store, second, account, ago=1, snapshot=[theirs_a], announced=True)
+        theirs_b = hook.get_number("tg", 0).id
+
+        def never() -> Any:
+            raise AssertionError("nothing is bought again")
+
+        found_a, bought_a = buy_once(first, hook, never, service="tg", country=0)
+        found_b, bought_b = buy_once(second, hook, never, service="tg", country=0)
+    assert (found_a.id, bought_a, found_b.id, bought_b) == (theirs_a, False, theirs_b, False)
+    assert found_a.number.isdigit() and found_b.number.isdigit()  # read back from getHistory
+
+
+def test_a_rental_try_stopped_before_its_turn_charged_nothing_and_its_retry_adopts_no_strangers(
+    sandbox: Sandbox,
+) -> None:
+    # The rental family's record, written while the try waited for the turn, announced nothing: a
+    # rental that appeared since (by hand, say, or another's whose answer was lost) is not its own.
+    from airflow_provider_smsonline.ledger import Pending
+
+    store = Store()
+    first = ledger_of(store, "rent_a")
+    with SmsOnlineHook() as hook:
+        now = datetime.now(UTC)
+        record = Pending(
+            started=now - timedelta(seconds=2),
+            until=now - timedelta(seconds=1),
+            snapshot=(),
+            rent_time=4,
+            intent=first.intent_key(_account(hook)),
+        )
+        first.write(record, announce=False)
+        stranger = hook.get_rent_number("tg", 0).id
+        rental, charged = charge_once(first, hook, lambda: hook.get_rent_number("tg", 0), rent_time=4)
+    assert charged and rental.id != stranger
+    assert len(paid(sandbox)) == 2
+
+
 class TogetherAtFirst(Store):
     """Every taker reads the free lease at the same moment (its first read waits for the others'),
     so that all write their tickets and prepare, and all but one lose the turn."""

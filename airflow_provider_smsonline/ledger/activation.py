@@ -10,12 +10,15 @@ claim (``smsonline_activation__<account>__<id>``). A later try reads the record 
 
 * *done*: the activation is reused unless getStatus says it was cancelled (or is unknown):
   then a new one is bought.
-* *pending*: once the call's window (its timeouts and a margin) has passed, the activations
-  listed now but not in the snapshot, for the same service and country and claimed by no other
-  task instance, are the candidates. None: nothing was bought, getNumber is sent again. One,
-  with a readable number: adopted. One whose number is masked, or several: the task fails
-  without retry, naming them. Where getActiveActivations could not be read before the call,
-  nothing can decide: the task fails without retry and says what to check.
+* *pending*: a record whose intent was never written belongs to a try that stopped before its
+  call (it waited for its turn): nothing was bought. Else, once the call's window (its timeouts
+  and a margin) has passed, the activations listed now but not in the snapshot, for the same
+  service and country, claimed by no other task instance and listed in the snapshot of every
+  other unresolved call made after this one's window, are the candidates. None: nothing was
+  bought, getNumber is sent again. One, with a readable number: adopted. One whose number is
+  masked, or several: the task fails without retry, naming them. Where getActiveActivations
+  could not be read before the call, nothing can decide: the task fails without retry and says
+  what to check.
 
 An activation that received no code is refunded when cancelled, or by the service when its
 window (about 20 minutes) ends: a failure that names an activation costs nothing if it is left
@@ -259,18 +262,21 @@ ALL: list[ActivationPending | None] = [None]
 
 def _survey(
     ledger: ChargeLedger, account: str, record: ActivationPending, lost_now: bool
-) -> tuple[set[int], list[ActivationPending | None]]:
+) -> tuple[set[int], list[ActivationPending | None], list[tuple[int, ...]]]:
     """What other task instances announce: the activations their calls were answered with (held),
-    and their calls still unresolved whose windows met ours (rivals: each one's pending record, or
-    ``None`` when it cannot be read; :data:`ALL` when Variables cannot be listed)."""
+    their calls still unresolved whose windows met ours (rivals: each one's pending record, or
+    ``None`` when it cannot be read; :data:`ALL` when Variables cannot be listed), and the
+    snapshots of unresolved calls made after our window closed (late: an activation absent from
+    one appeared after it was taken, so it is not ours)."""
     prefix = intent_key(account, "")[: -len(digest_text("", 24))]
     listed = ledger.store.keys(prefix)
     if listed is None:
-        return set(), ALL
+        return set(), ALL, []
     mine = intent_key(account, ledger.key)
     ours_from, ours_to = record.started, (_now() if lost_now else record.until)
     held: set[int] = set()
     rivals: list[ActivationPending | None] = []
+    late: list[tuple[int, ...]] = []
     for key in listed:
         if key == mine:
             continue
@@ -282,13 +288,19 @@ def _survey(
         started, until = _when(intent.get("started")), _when(intent.get("until"))
         if started is None or until is None:
             continue
-        if started - CLOCK_SKEW < ours_to and until + CLOCK_SKEW > ours_from:
-            try:
-                rival = activation_from_json(ledger.store.get(str(intent.get("owner"))))
-            except ValueError:
-                rival = None
-            rivals.append(rival if isinstance(rival, ActivationPending) else None)
-    return held, rivals
+        overlaps = started - CLOCK_SKEW < ours_to and until + CLOCK_SKEW > ours_from
+        if not overlaps and started - CLOCK_SKEW <= ours_to:
+            continue  # over before ours began
+        try:
+            other = activation_from_json(ledger.store.get(str(intent.get("owner"))))
+        except ValueError:
+            other = None
+        pending = other if isinstance(other, ActivationPending) else None
+        if overlaps:
+            rivals.append(pending)
+        elif pending is not None and pending.snapshot is not None:
+            late.append(pending.snapshot)
+    return held, rivals, late
 
 
 def _could_make(rival: ActivationPending | None, row: ActiveActivation) -> bool:
@@ -310,6 +322,18 @@ def _nothing(ledger: ChargeLedger, lost_now: bool) -> None:
     ledger.write(None)
 
 
+def _never_announced(ledger: ChargeLedger) -> bool:
+    """Whether this run's pending record names its intent and that intent was never written.
+
+    The record is written while the try waits for its charging turn; the intent only once the
+    turn is sure, just before getNumber (and it goes only after the record is replaced). A record
+    whose intent is absent belongs to a try that stopped before its call: nothing was bought.
+    A record of an older release names no intent and proves nothing.
+    """
+    named = ledger.store.get(ledger.key).get("intent")
+    return isinstance(named, str) and bool(named) and not ledger.store.get(named)
+
+
 def _when(value: object) -> datetime | None:
     try:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
@@ -328,6 +352,10 @@ def _reconcile(
     """Decide on a pending record: the activation adopted (for the service and country the record
     asked for), or ``None`` to buy (again)."""
     service, country = record.service, record.country
+    if not lost_now and _never_announced(ledger):
+        log.info("The earlier try wrote its record but never made its call (it had no turn yet): buying now.")
+        ledger.write(None)
+        return None
     if record.snapshot is None:
         raise _unresolved(ledger, "getActiveActivations could not be read before the call", [])
     if not lost_now:
@@ -342,8 +370,8 @@ def _reconcile(
         and row.country in (country, None)
         and ledger.store.get(claim_key(account, row.id)).get("owner") in (None, ledger.key)
     ]
-    held, rivals = _survey(ledger, account, record, lost_now)
-    rows = [row for row in rows if row.id not in held]
+    held, rivals, late = _survey(ledger, account, record, lost_now)
+    rows = [row for row in rows if row.id not in held and all(row.id in snapshot for snapshot in late)]
     if any(_could_make(rival, row) for rival in rivals for row in rows):
         # Another task instance's getNumber was unresolved while ours was: it may have made these.
         if lost_now:

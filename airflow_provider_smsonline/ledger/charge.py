@@ -281,6 +281,13 @@ def _reconcile(
     ``None`` when the call is to be made (again) or, after a lost answer, nothing showed yet."""
     listed: tuple[Listed, ...] | None
     row: Listed | None = None
+    if isinstance(record, Pending) and not lost_now and record.intent and not ledger.store.get(record.intent):
+        # The record is written while the try waits for its turn, its intent only once the turn
+        # is sure, just before the call (and it goes only after the record is replaced): the
+        # earlier try stopped before its call, and nothing was charged.
+        log.info("The earlier try wrote its record but never made its call (no turn yet): charging now.")
+        ledger.write(None)
+        return None
     if isinstance(record, Pending):
         record = with_digests(record, hook)
         listed = listed_now(hook, record)
